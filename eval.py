@@ -1,0 +1,15 @@
+"""Evaluate a checkpoint on the test split: python eval.py ckpt_path=... [data=... model=...]."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlab.train import evaluate
+
+
+@hydra.main(config_path="conf", config_name="eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

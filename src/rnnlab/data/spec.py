@@ -1,0 +1,30 @@
+"""DataSpec: the sizes a datamodule hands to the task, so no config hard-codes them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Sizes that flow from data to model.
+
+    vocab_size / pad_id: token input (an embedding table); num_features: real-valued input.
+    num_classes: classification targets. horizon: forecasting steps. labels: class names, in
+    class-id order, for confusion matrices and predictions.
+    """
+
+    vocab_size: int | None = None
+    num_features: int | None = None
+    num_classes: int | None = None
+    pad_id: int = 0
+    horizon: int | None = None
+    labels: tuple[str, ...] = field(default_factory=tuple)
+
+    def task_kwargs(self) -> dict:
+        """The non-empty fields as plain keyword arguments for a task's constructor."""
+        return {
+            key: (list(value) if isinstance(value, tuple) else value)
+            for key, value in asdict(self).items()
+            if value not in (None, ())
+        }

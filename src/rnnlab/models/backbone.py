@@ -1,0 +1,188 @@
+"""One recurrent backbone over PyTorch's fused nn.RNN / nn.LSTM / nn.GRU kernels.
+
+`cell` is a field, so model presets differ only in values and a sweep can search the cell type
+like any other hyperparameter. Variable-length batches are handled exactly in two ways:
+
+* ``padding="mask"`` (the CPU default): right-padded input through the fused kernel. Every
+  forward-direction output at a valid step is exact, because padding only follows it. The
+  backward direction runs on each sequence reversed *within its length*, so it too starts at
+  the last valid step::
+
+      tokens    a b c _ _        (length 3, "_" is padding)
+      forward   a b c _ _   ->   outputs 0..2 exact, 3..4 ignored
+      backward  c b a _ _   ->   run forward, then un-reverse within the length
+
+* ``padding="pack"`` (the default on CUDA, where cuDNN runs packed sequences fast):
+  ``pack_padded_sequence`` per layer and direction.
+
+On this class of CPU, packed training is 5-20x slower than masked padded training (its backward
+pass is slow), hence the per-device choice; ``scripts/bench_backbone.py`` measures both.
+Each layer and direction is its own single-layer fused module, so both strategies share one
+set of parameters and a checkpoint trained with one loads into the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+Padding = Literal["auto", "mask", "pack"]
+
+
+@dataclass
+class BackboneOutput:
+    """What the backbone returns.
+
+    outputs: (B, T, D*H) last-layer outputs; positions at or past a sequence's length are
+        undefined and must be masked by the consumer (the pooling heads do).
+    last: (B, D*H) the last layer's summary: the forward direction at step ``length - 1`` and,
+        when bidirectional, the backward direction at step 0 (the end of its reading).
+    state: final hidden state in torch's layout, (L*D, B, H), or ``(h, c)`` for the LSTM. Exact
+        for every row; the LSTM's ``c`` is ``None`` in mask mode with unequal lengths, where the
+        fused kernel does not expose it (use ``padding="pack"`` when you need it).
+    """
+
+    outputs: Tensor
+    last: Tensor
+    state: Tensor | tuple[Tensor, Tensor | None]
+
+
+def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each row of a right-padded (B, T, F) batch within its length; padding stays put."""
+    batch, steps = x.shape[:2]
+    positions = torch.arange(steps, device=x.device).expand(batch, steps)  # (B, T)
+    lengths = lengths.to(x.device).unsqueeze(1)
+    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
+def gather_steps(x: Tensor, steps: Tensor) -> Tensor:
+    """Pick x[b, steps[b]] from a (B, T, F) tensor: (B, F)."""
+    index = steps.to(x.device).view(-1, 1, 1).expand(-1, 1, x.size(-1))
+    return x.gather(1, index).squeeze(1)
+
+
+class RecurrentBackbone(nn.Module):
+    """Stacked, optionally bidirectional RNN/LSTM/GRU over batch-first input."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int = 128,
+        cell: str = "lstm",
+        num_layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        nonlinearity: str = "tanh",
+        padding: Padding = "auto",
+    ) -> None:
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"model.cell={cell!r} is not one of {sorted(CELLS)}")
+        for key, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"model.{key} must be a positive integer, got {value!r}")
+        if not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"model.num_layers must be an integer >= 1, got {num_layers!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if padding not in ("auto", "mask", "pack"):
+            raise ValueError(f"model.padding must be 'auto', 'mask' or 'pack', got {padding!r}")
+        self.cell = cell
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.num_directions = 2 if bidirectional else 1
+        self.padding = padding
+        self.output_size = hidden_size * self.num_directions
+        extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
+        self.layers = nn.ModuleList()
+        for layer in range(num_layers):
+            layer_input = input_size if layer == 0 else self.output_size
+            self.layers.append(
+                nn.ModuleList(
+                    CELLS[cell](layer_input, hidden_size, batch_first=True, **extra)
+                    for _ in range(self.num_directions)
+                )
+            )
+        self.dropout = nn.Dropout(dropout)
+
+    def strategy(self, device: torch.device) -> str:
+        """The padding strategy used on `device`: packing where cuDNN makes it fast."""
+        if self.padding != "auto":
+            return self.padding
+        return "pack" if device.type == "cuda" else "mask"
+
+    def forward(
+        self,
+        x: Tensor,
+        lengths: Tensor | None = None,
+        state: Tensor | tuple[Tensor, Tensor] | None = None,
+    ) -> BackboneOutput:
+        """x: (B, T, F) right-padded; lengths: (B,) valid steps (None: all T); state as torch's."""
+        batch, steps = x.shape[:2]
+        ragged = lengths is not None and bool((lengths != steps).any())
+        if lengths is None:
+            lengths = torch.full((batch,), steps, dtype=torch.long)
+        lengths = lengths.to("cpu", torch.long)
+        if ragged and int(lengths.min()) < 1:
+            raise ValueError("every sequence needs at least one step; got a length of 0")
+        pack = ragged and self.strategy(x.device) == "pack"
+        initial = self._split_state(state)
+        last_index = (lengths - 1).to(x.device)
+
+        final_h, final_c = [], []
+        for layer, directions in enumerate(self.layers):
+            if layer > 0:
+                x = self.dropout(x)
+            direction_outputs = []
+            for direction, rnn in enumerate(directions):
+                index = layer * self.num_directions + direction
+                h0 = None if initial is None else initial[index]
+                # The backward direction reads each sequence reversed within its length.
+                inputs = reverse_within_length(x, lengths) if direction == 1 else x
+                if pack:
+                    packed = pack_padded_sequence(
+                        inputs, lengths, batch_first=True, enforce_sorted=False
+                    )
+                    out, final = rnn(packed, h0)
+                    out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
+                else:
+                    out, final = rnn(inputs, h0)  # (B, T, H)
+                h, c = final if isinstance(final, tuple) else (final, None)
+                if ragged and not pack:
+                    # The fused kernel's final state is at step T-1; the true one is at length-1.
+                    h = gather_steps(out, last_index).unsqueeze(0)
+                    c = None
+                final_h.append(h)
+                final_c.append(c)
+                if direction == 1:
+                    out = reverse_within_length(out, lengths)
+                direction_outputs.append(out)
+            x = torch.cat(direction_outputs, dim=-1) if len(direction_outputs) > 1 else out
+
+        h_n = torch.cat(final_h, dim=0)  # (L*D, B, H)
+        last = torch.cat(
+            [final_h[-self.num_directions + d][0] for d in range(self.num_directions)], dim=-1
+        )  # (B, D*H)
+        if self.cell == "lstm":
+            c_n = None if any(c is None for c in final_c) else torch.cat(final_c, dim=0)
+            return BackboneOutput(x, last, (h_n, c_n))
+        return BackboneOutput(x, last, h_n)
+
+    def _split_state(self, state):
+        """Per layer and direction initial states, each (1, B, H) or a pair of them for LSTM."""
+        if state is None:
+            return None
+        if self.cell == "lstm":
+            h, c = state
+            return [
+                (h[i : i + 1].contiguous(), c[i : i + 1].contiguous()) for i in range(h.size(0))
+            ]
+        return [state[i : i + 1].contiguous() for i in range(state.size(0))]

@@ -1,0 +1,106 @@
+"""Many-to-one classification: encoder -> recurrent backbone -> pooling -> linear head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from rnnlab.models import Pooling
+from rnnlab.tasks.base import BaseTask
+
+
+class ClassificationTask(BaseTask):
+    """Cross-entropy over pooled sequence vectors; accuracy and macro-F1 on every split.
+
+    `model` holds the backbone's arguments (the `model` config group); the sizes (`vocab_size`
+    or `num_features`, `num_classes`, `pad_id`, `labels`) come from the datamodule's DataSpec.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        model: dict[str, Any],
+        vocab_size: int | None = None,
+        num_features: int | None = None,
+        pad_id: int = 0,
+        labels: list[str] | None = None,
+        embedding_dim: int = 64,
+        embedding_dropout: float = 0.0,
+        pooling: str = "last",
+        head_dropout: float = 0.0,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        monitor: str = "val/acc",
+        monitor_mode: str = "max",
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"the data must give num_classes >= 2, got {num_classes!r}")
+        self.save_hyperparameters(logger=False)
+        self.build_encoder_and_backbone(
+            model, embedding_dim, vocab_size, num_features, pad_id, embedding_dropout
+        )
+        self.pooling = Pooling(pooling, self.backbone.output_size)
+        self.head = nn.Sequential(
+            nn.Dropout(head_dropout), nn.Linear(self.backbone.output_size, num_classes)
+        )
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro"),
+                "f1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, T) ids or (B, T, F) features, (B,) lengths -> (B, C) logits."""
+        encoded = self.backbone(self.encoder(inputs), lengths)
+        return self.head(self.pooling(encoded, lengths))
+
+    def _step(self, batch: dict[str, Tensor], split: str, metrics: MetricCollection) -> Tensor:
+        logits = self(batch["inputs"], batch["lengths"])
+        loss = F.cross_entropy(logits, batch["labels"])
+        metrics.update(logits, batch["labels"])
+        batch_size = batch["labels"].size(0)
+        self.log(
+            f"{split}/loss",
+            loss,
+            on_step=split == "train",
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )
+        self.log_dict(
+            metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=batch_size
+        )
+        return loss
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._step(batch, "test", self.test_metrics)
+
+    def on_train_start(self) -> None:
+        # The sanity check's validation must not count towards the best score.
+        self.val_acc_best.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_metrics["acc"].compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """(B, C) class probabilities."""
+        return self(inputs, lengths).softmax(dim=-1)

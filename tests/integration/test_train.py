@@ -1,0 +1,155 @@
+"""End to end: train() per preset, TensorBoard and checkpoint outputs, reloading and eval.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rnnlab.data.synthetic import RecallDataModule
+from rnnlab.tasks import ClassificationTask
+from rnnlab.train import objective, train
+from tests.conftest import ROOT, TINY_RECALL, compose_config
+
+PRESETS = ["rnn", "lstm", "gru", "birnn", "bilstm", "bigru"]
+
+
+@pytest.mark.parametrize("model", PRESETS)
+def test_fast_dev_run_per_model_preset(make_cfg, model):
+    metrics = train(make_cfg([*TINY_RECALL, f"model={model}", "debug=fdr"]))
+    assert math.isfinite(metrics["train/loss_step"])
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "attention"])
+def test_fast_dev_run_per_pooling(make_cfg, pooling):
+    metrics = train(make_cfg([*TINY_RECALL, f"task.pooling={pooling}", "debug=fdr"]))
+    assert math.isfinite(metrics["test/loss"])
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory):
+    """Two real epochs with the default logger and callbacks."""
+    output_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_config([*TINY_RECALL, "trainer.max_epochs=2"], output_dir)
+    metrics = train(cfg)
+    GlobalHydra.instance().clear()
+    return output_dir, metrics
+
+
+def test_short_run_writes_tensorboard_scalars_and_hparams(short_run):
+    output_dir, metrics = short_run
+    events = list((output_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert events
+    tags = set()
+    plugins = set()
+    for event_file in events:
+        accumulator = EventAccumulator(str(event_file))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+        plugins |= (
+            set(accumulator.PluginTagToContent("hparams"))
+            if "hparams"
+            in (accumulator.ActivatedPlugins() if hasattr(accumulator, "ActivatedPlugins") else [])
+            else set()
+        )
+    expected = {
+        "train/loss_step",
+        "train/loss_epoch",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/f1",
+        "val/acc_best",
+        "test/acc",
+        "test/f1",
+        "hp/val_acc_best",
+        "hp/test_acc",
+        "lr-AdamW",
+    }
+    assert expected <= tags, expected - tags
+    assert (output_dir / "config_resolved.yaml").is_file()
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_short_run_saves_best_and_last_checkpoints(short_run):
+    output_dir, _ = short_run
+    names = {p.name for p in (output_dir / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in names
+    assert any(name.startswith("epoch_") for name in names)
+
+
+def test_checkpoint_reloads_without_hydra(short_run):
+    output_dir, _ = short_run
+    assert not GlobalHydra.instance().is_initialized()
+    task = ClassificationTask.load_from_checkpoint(
+        output_dir / "checkpoints" / "last.ckpt", map_location="cpu"
+    )
+    task.eval()
+    assert task.hparams.num_classes == 8 and task.hparams.model["hidden_size"] == 16
+    datamodule = RecallDataModule(num_train=256, num_val=64, num_test=64, batch_size=32, seed=12345)
+    datamodule.setup()
+    batch = next(iter(datamodule.test_dataloader()))
+    probabilities = task.predict_proba(batch["inputs"], batch["lengths"])
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(len(probabilities)))
+
+
+def test_eval_script_reproduces_the_test_metric(short_run, tmp_path):
+    output_dir, metrics = short_run
+    best = next(p for p in (output_dir / "checkpoints").glob("epoch_*.ckpt"))
+    eval_dir = tmp_path / "eval"
+    overrides = TINY_RECALL
+    result = subprocess.run(
+        [sys.executable, "eval.py", f"ckpt_path={best}", f"hydra.run.dir={eval_dir}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = json.loads((eval_dir / "eval_metrics.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"], abs=1e-6)
+    assert evaluated["test/loss"] == pytest.approx(metrics["test/loss"], abs=1e-5)
+
+
+def test_eval_with_other_data_sizes_is_a_clear_error(short_run, make_cfg):
+    from rnnlab.train import evaluate
+
+    output_dir, _ = short_run
+    cfg = make_cfg(
+        [
+            *TINY_RECALL,
+            "data.num_symbols=5",
+            f"ckpt_path={output_dir / 'checkpoints' / 'last.ckpt'}",
+        ],
+        config_name="eval",
+    )
+    with pytest.raises(ValueError, match="was trained with (vocab_size|num_classes)"):
+        evaluate(cfg)
+
+
+def test_objective_returns_the_metric_and_refuses_nan(make_cfg):
+    cfg = make_cfg()
+    assert cfg.optimized_metric == "val/acc_best"
+    assert objective(cfg, {"val/acc_best": 0.75}) == 0.75
+    with pytest.raises(ValueError, match="not finite"):
+        objective(cfg, {"val/acc_best": float("nan")})
+    with pytest.raises(KeyError, match="val/acc_best"):
+        objective(cfg, {"val/acc": 0.5})
+
+
+def test_missing_checkpoint_path_is_a_clear_error(make_cfg):
+    from rnnlab.train import evaluate
+
+    cfg = make_cfg([*TINY_RECALL, "ckpt_path=nowhere/last.ckpt"], config_name="eval")
+    with pytest.raises(FileNotFoundError, match="ckpt_path"):
+        evaluate(cfg)
+    assert not Path("nowhere").exists()

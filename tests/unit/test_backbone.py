@@ -1,0 +1,155 @@
+"""The recurrent backbone and pooling: shapes, exactness under padding, gradients, bad input."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from rnnlab.models import InputEncoder, Pooling, RecurrentBackbone
+from rnnlab.models.backbone import reverse_within_length
+from rnnlab.models.heads import POOLINGS
+
+CELLS = ["rnn", "lstm", "gru"]
+
+
+def state_h(state):
+    return state[0] if isinstance(state, tuple) else state
+
+
+@pytest.mark.parametrize(
+    ("cell", "bidirectional", "num_layers"), list(itertools.product(CELLS, [False, True], [1, 2]))
+)
+def test_output_shapes(cell, bidirectional, num_layers):
+    backbone = RecurrentBackbone(5, 7, cell, num_layers, bidirectional)
+    directions = 2 if bidirectional else 1
+    out = backbone(torch.randn(3, 4, 5), torch.tensor([4, 2, 1]))
+    assert out.outputs.shape == (3, 4, 7 * directions)
+    assert out.last.shape == (3, 7 * directions)
+    assert state_h(out.state).shape == (num_layers * directions, 3, 7)
+    assert backbone.output_size == 7 * directions
+
+
+@pytest.mark.parametrize(
+    ("cell", "bidirectional", "padding"),
+    list(itertools.product(CELLS, [False, True], ["mask", "pack"])),
+)
+def test_padded_batch_equals_each_sequence_alone(cell, bidirectional, padding):
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, cell, 2, bidirectional, padding=padding).eval()
+    poolings = {mode: Pooling(mode, backbone.output_size).eval() for mode in POOLINGS}
+    lengths = torch.tensor([7, 3, 1, 5])
+    x = torch.randn(4, 7, 5)
+    x[torch.arange(7) >= lengths.unsqueeze(1)] = 100.0  # garbage in the padding must not leak
+    batch = backbone(x, lengths)
+    for b, length in enumerate(lengths.tolist()):
+        alone = backbone(x[b : b + 1, :length])
+        torch.testing.assert_close(batch.outputs[b, :length], alone.outputs[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch.last[b], alone.last[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            state_h(batch.state)[:, b], state_h(alone.state)[:, 0], atol=1e-5, rtol=0
+        )
+        for mode, pool in poolings.items():
+            torch.testing.assert_close(
+                pool(batch, lengths)[b],
+                pool(alone, None)[0],
+                atol=1e-5,
+                rtol=0,
+                msg=f"pooling={mode}",
+            )
+
+
+def test_pack_mode_gives_exact_lstm_cell_state_and_mask_mode_says_it_cannot():
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(3, 4, "lstm", 2, True, padding="pack")
+    lengths = torch.tensor([5, 2])
+    x = torch.randn(2, 5, 3)
+    _, c = backbone(x, lengths).state
+    _, c_alone = backbone(x[1:, :2]).state
+    torch.testing.assert_close(c[:, 1], c_alone[:, 0], atol=1e-6, rtol=0)
+    backbone.padding = "mask"
+    assert backbone(x, lengths).state[1] is None
+    assert backbone(x, torch.tensor([5, 5])).state[1] is not None
+
+
+def test_same_parameters_serve_both_padding_strategies():
+    torch.manual_seed(0)
+    masked = RecurrentBackbone(3, 4, "gru", 2, True, padding="mask")
+    packed = RecurrentBackbone(3, 4, "gru", 2, True, padding="pack")
+    packed.load_state_dict(masked.state_dict())
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 4, 2])
+    torch.testing.assert_close(masked(x, lengths).last, packed(x, lengths).last)
+
+
+def test_auto_padding_picks_mask_on_cpu():
+    assert RecurrentBackbone(3, 4).strategy(torch.device("cpu")) == "mask"
+    assert RecurrentBackbone(3, 4).strategy(torch.device("cuda")) == "pack"
+
+
+def test_reverse_within_length_keeps_padding_in_place():
+    x = torch.arange(1, 6).view(1, 5, 1).float()
+    reversed_x = reverse_within_length(x, torch.tensor([3]))
+    assert reversed_x.view(-1).tolist() == [3, 2, 1, 4, 5]
+    assert torch.equal(reverse_within_length(reversed_x, torch.tensor([3])), x)
+
+
+def test_initial_state_is_used():
+    backbone = RecurrentBackbone(3, 4, "lstm", 2)
+    x = torch.randn(2, 5, 3)
+    state = (torch.randn(2, 2, 4), torch.randn(2, 2, 4))
+    assert not torch.allclose(backbone(x).outputs, backbone(x, state=state).outputs)
+
+
+def test_relu_nonlinearity_reaches_the_kernel():
+    backbone = RecurrentBackbone(3, 4, "rnn", nonlinearity="relu")
+    assert backbone.layers[0][0].nonlinearity == "relu"
+    assert (backbone(torch.randn(2, 5, 3)).outputs >= 0).all()
+
+
+def test_gradients_reach_the_embedding():
+    encoder = InputEncoder(8, vocab_size=10, pad_id=0)
+    backbone = RecurrentBackbone(8, 6, "lstm", 2, True, dropout=0.2)
+    pool = Pooling("attention", backbone.output_size)
+    ids = torch.tensor([[3, 4, 5, 0], [6, 7, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    pool(backbone(encoder(ids), lengths), lengths).sum().backward()
+    grad = encoder.encode.weight.grad
+    assert grad[[3, 4, 5, 6, 7]].abs().sum(dim=1).gt(0).all()
+    assert grad[0].abs().sum() == 0  # the padding row is never trained
+
+
+def test_attention_puts_no_weight_on_padding():
+    pool = Pooling("attention", 4)
+    outputs = torch.randn(2, 5, 4)
+    weights = pool.attention.weights(outputs, torch.arange(5) < torch.tensor([[3], [5]]))
+    assert weights[0, 3:].eq(0).all()
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(2))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"hidden_size": 0}, "model.hidden_size"),
+        ({"hidden_size": -3}, "model.hidden_size"),
+        ({"dropout": 1.0}, "model.dropout"),
+        ({"dropout": -0.1}, "model.dropout"),
+        ({"cell": "lstmm"}, "model.cell"),
+        ({"num_layers": 0}, "model.num_layers"),
+        ({"nonlinearity": "sigmoid"}, "model.nonlinearity"),
+        ({"padding": "left"}, "model.padding"),
+    ],
+)
+def test_bad_arguments_name_the_config_key(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        RecurrentBackbone(3, **{"hidden_size": 4, **kwargs})
+
+
+def test_zero_length_sequence_is_a_clear_error():
+    with pytest.raises(ValueError, match="length of 0"):
+        RecurrentBackbone(3, 4)(torch.randn(2, 3, 3), torch.tensor([3, 0]))
+
+
+def test_unknown_pooling_names_the_key():
+    with pytest.raises(ValueError, match="task.pooling"):
+        Pooling("median", 4)

@@ -1,0 +1,15 @@
+"""Train a model: python train.py model=lstm data=imdb [key=value ...] (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from rnnlab.train import run
+
+
+@hydra.main(config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
