@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from rnnlab.allocator import tune_malloc
 from rnnlab.data.spec import DataSpec
 from rnnlab.models import RecurrentBackbone
 from rnnlab.utils import build
@@ -110,6 +111,7 @@ def save_resolved_config(cfg: DictConfig) -> None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; return every logged metric as floats."""
+    tune_malloc()
     check_model_config(cfg.model)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
@@ -190,6 +192,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint at `cfg.ckpt_path` on the data config's test split."""
     if not cfg.get("ckpt_path"):
         raise ValueError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
+    tune_malloc()
     ckpt_path = Path(cfg.ckpt_path)
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"ckpt_path={str(ckpt_path)!r} is not a file")

@@ -153,3 +153,11 @@ def test_zero_length_sequence_is_a_clear_error():
 def test_unknown_pooling_names_the_key():
     with pytest.raises(ValueError, match="task.pooling"):
         Pooling("median", 4)
+
+
+def test_lstm_forget_gates_start_open():
+    backbone = RecurrentBackbone(3, 4, "lstm", 2, True, forget_bias=1.0)
+    for directions in backbone.layers:
+        for rnn in directions:
+            forget = rnn.bias_ih_l0[4:8] + rnn.bias_hh_l0[4:8]
+            torch.testing.assert_close(forget, torch.ones(4))

@@ -40,8 +40,8 @@ class RecallDataModule(SequenceDataModule):
     def __init__(
         self,
         num_symbols: int = 8,
-        min_len: int = 25,
-        max_len: int = 35,
+        min_len: int = 20,
+        max_len: int = 30,
         num_train: int = 8000,
         num_val: int = 1000,
         num_test: int = 1000,

@@ -80,6 +80,7 @@ class RecurrentBackbone(nn.Module):
         dropout: float = 0.0,
         nonlinearity: str = "tanh",
         padding: Padding = "auto",
+        forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -112,6 +113,22 @@ class RecurrentBackbone(nn.Module):
                 )
             )
         self.dropout = nn.Dropout(dropout)
+        if cell == "lstm":
+            self.init_forget_bias(forget_bias)
+
+    @torch.no_grad()
+    def init_forget_bias(self, value: float) -> None:
+        """Start the LSTM's forget gates at sigmoid(value), remembering by default.
+
+        A forget-gate bias of 1 (Gers et al. 2000; Jozefowicz et al. 2015; Keras'
+        `unit_forget_bias`) lets gradients flow across many steps from the first update.
+        Torch sums two biases; the input-side one carries the value, the hidden-side one is 0.
+        """
+        size = self.hidden_size
+        for directions in self.layers:
+            for rnn in directions:
+                rnn.bias_ih_l0[size : 2 * size] = value  # gate order: input, forget, cell, output
+                rnn.bias_hh_l0[size : 2 * size] = 0.0
 
     def strategy(self, device: torch.device) -> str:
         """The padding strategy used on `device`: packing where cuDNN makes it fast."""
