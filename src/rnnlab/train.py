@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -103,6 +103,14 @@ def save_metrics(cfg: DictConfig, metrics: dict[str, float], name: str) -> None:
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+def save_data_state(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
+    """The datamodule's state (vocabulary, tokeniser) beside the run, as in its checkpoints."""
+    state = datamodule.state_dict()
+    if state:
+        path = Path(cfg.paths.output_dir) / "data_state.json"
+        path.write_text(json.dumps(state, ensure_ascii=False))
+
+
 def save_resolved_config(cfg: DictConfig) -> None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -121,8 +129,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     task = build_task(cfg, datamodule.spec)
+    save_data_state(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
+    if not loggers:  # Lightning refuses an LR monitor without a logger; logger=none means none
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     metrics: dict[str, float] = {}

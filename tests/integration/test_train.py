@@ -153,3 +153,9 @@ def test_missing_checkpoint_path_is_a_clear_error(make_cfg):
     with pytest.raises(FileNotFoundError, match="ckpt_path"):
         evaluate(cfg)
     assert not Path("nowhere").exists()
+
+
+def test_logger_none_runs_with_the_default_callbacks(make_cfg, tmp_path):
+    metrics = train(make_cfg([*TINY_RECALL, "logger=none", "trainer.max_epochs=1"]))
+    assert "test/acc" in metrics
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

@@ -1,0 +1,40 @@
+"""Print the predicted label and its probability for each text.
+
+Usage: python scripts/predict.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt text="..."
+       python scripts/predict.py ckpt_path=... < texts.txt      (one text a line)
+Output: one tab-separated line per text: label, probability, the text.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from rnnlab.predict import Classifier
+
+
+def parse(arguments: list[str]) -> dict[str, str]:
+    options = {}
+    for argument in arguments:
+        key, sep, value = argument.partition("=")
+        if not sep or key not in ("ckpt_path", "text"):
+            sys.exit(f"unknown argument {argument!r}; usage: ckpt_path=PATH [text=TEXT]")
+        options[key] = value
+    if "ckpt_path" not in options:
+        sys.exit("ckpt_path=PATH is required")
+    return options
+
+
+def main() -> None:
+    options = parse(sys.argv[1:])
+    texts = [options["text"]] if "text" in options else [line.rstrip("\n") for line in sys.stdin]
+    try:
+        classifier = Classifier(options["ckpt_path"])
+        predictions = classifier(texts)
+    except (FileNotFoundError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    for text, prediction in zip(texts, predictions, strict=True):
+        print(f"{prediction.label}\t{prediction.probability:.4f}\t{text}")
+
+
+if __name__ == "__main__":
+    main()

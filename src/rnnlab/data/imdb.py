@@ -1,0 +1,209 @@
+"""IMDb sentiment (Maas et al. 2011): 25,000 train and 25,000 test reviews, word level.
+
+Loaded with Hugging Face `datasets`, from a local folder of the hub's parquet files
+(`data.data_dir`, defaulting to `$RNNLAB_DATA_DIR`) or from the hub (`stanfordnlp/imdb`).
+Validation is carved from train (seeded, stratified); the test split is used only for testing.
+
+`prepare_data` tokenises, builds the vocabulary from the training part only, and writes the
+token ids as Arrow files keyed by every setting they depend on; a second run reads them back
+and skips tokenisation. The vocabulary travels with the checkpoint (`state_dict`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from rnnlab.data.base import SequenceDataModule
+from rnnlab.data.collate import SequenceDataset
+from rnnlab.data.spec import DataSpec
+from rnnlab.data.text import find_local, list_column_to_tensors, settings_key, stratified_split
+from rnnlab.data.tokenizers import Vocabulary, WordTokenizer
+
+log = logging.getLogger(__name__)
+
+LABELS = ("neg", "pos")
+SPLITS = ("train", "test")
+
+
+def load_imdb(
+    data_dir: str | Path | None, hub_id: str, cache_dir: str | Path
+) -> datasets.DatasetDict:
+    """Train and test splits from a local parquet copy, else the hub; a clear error if neither."""
+    local = find_local(data_dir, "imdb", "train.parquet")
+    if local is not None:
+        files = {split: str(local / f"{split}.parquet") for split in SPLITS}
+        missing = [path for path in files.values() if not Path(path).is_file()]
+        if missing:
+            raise FileNotFoundError(f"IMDb copy in {local} lacks {missing} (data.data_dir)")
+        # One split at a time, so a file with other columns gets our message, not a cast error.
+        raw = datasets.DatasetDict(
+            {
+                split: datasets.load_dataset(
+                    "parquet", data_files=path, split="train", cache_dir=str(cache_dir)
+                )
+                for split, path in files.items()
+            }
+        )
+    else:
+        try:
+            raw = datasets.load_dataset(hub_id, cache_dir=str(cache_dir))
+        except Exception as error:  # offline, hub down, or a wrong id: name both fixes
+            where = f"data.data_dir={data_dir!r} has no train.parquet; " if data_dir else ""
+            raise FileNotFoundError(
+                f"could not load IMDb: {where}the hub ({hub_id!r}, data.hub_id) failed with "
+                f"{type(error).__name__}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
+                "environment variable) at a folder with train.parquet and test.parquet, or "
+                "connect to the Hugging Face hub."
+            ) from error
+    for split in SPLITS:
+        if split not in raw:
+            raise ValueError(f"IMDb source has no {split!r} split (data.data_dir / data.hub_id)")
+        missing = {"text", "label"} - set(raw[split].column_names)
+        if missing:
+            raise ValueError(
+                f"IMDb {split} split lacks column(s) {sorted(missing)}; "
+                f"found {raw[split].column_names} (data.data_dir / data.hub_id)"
+            )
+    return raw
+
+
+class ImdbDataModule(SequenceDataModule):
+    """Word-level IMDb with a train-only vocabulary, cached ids and length bucketing."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        hub_id: str = "stanfordnlp/imdb",
+        cache_dir: str = "outputs/cache",
+        val_fraction: float = 0.1,
+        vocab_size: int = 30000,
+        min_freq: int = 2,
+        lowercase: bool = True,
+        max_len: int | None = None,
+        **loader_kwargs,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        if max_len is not None and max_len < 1:
+            raise ValueError(f"data.max_len must be >= 1 or null, got {max_len}")
+        self.data_dir = data_dir
+        self.hub_id = hub_id
+        self.cache_dir = Path(cache_dir)
+        self.val_fraction = val_fraction
+        self.max_vocab = vocab_size
+        self.min_freq = min_freq
+        self.max_len = max_len
+        self.tokenizer = WordTokenizer(lowercase=lowercase)
+        self.vocab: Vocabulary | None = None
+
+    def cache_key(self) -> str:
+        return settings_key(
+            {
+                "source": str(find_local(self.data_dir, "imdb", "train.parquet") or self.hub_id),
+                "tokenizer": self.tokenizer.config(),
+                "vocab_size": self.max_vocab,
+                "min_freq": self.min_freq,
+                "val_fraction": self.val_fraction,
+                "seed": self.seed,
+            }
+        )
+
+    @property
+    def cache_path(self) -> Path:
+        return self.cache_dir / f"imdb-{self.cache_key()}"
+
+    def prepare_data(self) -> None:
+        """Tokenise and encode once; later runs with the same settings read the cache."""
+        if (self.cache_path / "vocab.json").is_file():
+            return
+        started = time.perf_counter()
+        raw = load_imdb(self.data_dir, self.hub_id, self.cache_dir)
+        labels = np.asarray(raw["train"]["label"])
+        for split in SPLITS:
+            unknown = sorted(set(raw[split]["label"]) - {0, 1})
+            if unknown:
+                raise ValueError(f"IMDb {split} split has labels {unknown}; expected 0 and 1")
+        train_index, val_index = stratified_split(labels, self.val_fraction, self.seed)
+        tokenize = self.tokenizer
+
+        def tokenize_batch(batch):
+            return {"tokens": [tokenize(text) for text in batch["text"]]}
+
+        tokenized = raw.map(
+            tokenize_batch,
+            batched=True,
+            remove_columns=["text"],
+            desc="tokenising",
+            load_from_cache_file=False,
+        )
+        vocab = Vocabulary.build(
+            tokenized["train"].select(train_index)["tokens"], self.max_vocab, self.min_freq
+        )
+
+        def encode_batch(batch):
+            return {"input_ids": [vocab.encode(tokens) for tokens in batch["tokens"]]}
+
+        parts = {
+            "train": tokenized["train"].select(train_index),
+            "val": tokenized["train"].select(val_index),
+            "test": tokenized["test"],
+        }
+        self.cache_path.mkdir(parents=True, exist_ok=True)
+        for name, part in parts.items():
+            encoded = part.map(
+                encode_batch,
+                batched=True,
+                remove_columns=["tokens"],
+                desc=f"encoding {name}",
+                load_from_cache_file=False,
+            )
+            encoded.select_columns(["input_ids", "label"]).save_to_disk(str(self.cache_path / name))
+        vocab.save(self.cache_path / "vocab.json")  # written last: marks the cache complete
+        log.info(
+            "IMDb tokenised and encoded in %.1f s into %s",
+            time.perf_counter() - started,
+            self.cache_path,
+        )
+
+    def load_split(self, name: str) -> SequenceDataset:
+        part = datasets.load_from_disk(str(self.cache_path / name))
+        table = part.data.table
+        sequences = list_column_to_tensors(table.column("input_ids"))
+        labels = table.column("label").to_numpy()
+        keep = [i for i, sequence in enumerate(sequences) if len(sequence) > 0]
+        if len(keep) < len(sequences):
+            log.warning(
+                "IMDb %s: dropped %d review(s) that tokenise to nothing",
+                name,
+                len(sequences) - len(keep),
+            )
+        if self.max_len is not None:
+            sequences = [sequence[: self.max_len] for sequence in sequences]
+        return SequenceDataset([sequences[i] for i in keep], labels[keep])
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.prepare_data()
+        self.vocab = Vocabulary.load(self.cache_path / "vocab.json")
+        self.train_set = self.load_split("train")
+        self.val_set = self.load_split("val")
+        self.test_set = self.load_split("test")
+        self._spec = DataSpec(
+            vocab_size=len(self.vocab), num_classes=2, pad_id=Vocabulary.pad_id, labels=LABELS
+        )
+
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: what prediction needs to encode new text exactly."""
+        return {
+            "vocab": self.vocab.tokens if self.vocab else None,
+            "tokenizer": self.tokenizer.config(),
+            "labels": list(LABELS),
+            "max_len": self.max_len,
+        }
