@@ -159,3 +159,20 @@ def test_logger_none_runs_with_the_default_callbacks(make_cfg, tmp_path):
     metrics = train(make_cfg([*TINY_RECALL, "logger=none", "trainer.max_epochs=1"]))
     assert "test/acc" in metrics
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("scheduler", ["plateau", "onecycle", "none"])
+def test_scheduler_presets_train(make_cfg, scheduler):
+    cfg = make_cfg(
+        [
+            *TINY_RECALL,
+            f"task/scheduler={scheduler}",
+            "trainer.max_epochs=2",
+            "trainer.log_every_n_steps=1",
+            "logger=csv",
+        ]
+    )
+    metrics = train(cfg)
+    assert math.isfinite(metrics["val/loss"])
+    if scheduler == "onecycle":  # stepped per batch, annealed to ~0 by the last step
+        assert metrics["lr-AdamW"] < cfg.task.optimizer.lr / 100

@@ -7,6 +7,7 @@ optimizer and scheduler are Hydra `_partial_` dicts, instantiated here with the 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import lightning as L
@@ -40,7 +41,14 @@ class BaseTask(L.LightningModule):
             return optimizer
         scheduler_cfg = dict(self.hparams.scheduler)
         interval = scheduler_cfg.pop("interval", "epoch")
-        scheduler = build(scheduler_cfg)(optimizer=optimizer)
+        scheduler_factory = build(scheduler_cfg)
+        extra = {}
+        # Schedules over the whole run (OneCycleLR) get its length from the Trainer.
+        if "total_steps" in inspect.signature(scheduler_factory.func).parameters and (
+            scheduler_cfg.get("total_steps") is None
+        ):
+            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = scheduler_factory(optimizer=optimizer, **extra)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {
