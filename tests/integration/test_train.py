@@ -176,3 +176,20 @@ def test_scheduler_presets_train(make_cfg, scheduler):
     assert math.isfinite(metrics["val/loss"])
     if scheduler == "onecycle":  # stepped per batch, annealed to ~0 by the last step
         assert metrics["lr-AdamW"] < cfg.task.optimizer.lr / 100
+
+
+def test_class_weighting_balances_the_loss():
+    task = ClassificationTask(
+        num_classes=2,
+        vocab_size=5,
+        model={"hidden_size": 4},
+        class_counts=[30, 10],
+        class_weighting=True,
+    )
+    torch.testing.assert_close(task.class_weights, torch.tensor([40 / 60, 40 / 20]))
+    assert (
+        ClassificationTask(
+            num_classes=2, vocab_size=5, model={"hidden_size": 4}, class_counts=[30, 10]
+        ).class_weights
+        is None
+    )

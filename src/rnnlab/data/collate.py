@@ -34,6 +34,10 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def class_counts(self, num_classes: int) -> tuple[int, ...]:
+        """Examples per class id."""
+        return tuple(torch.bincount(self.labels, minlength=num_classes).tolist())
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
         return self.sequences[index], self.labels[index]
 

@@ -196,7 +196,11 @@ class ImdbDataModule(SequenceDataModule):
         self.val_set = self.load_split("val")
         self.test_set = self.load_split("test")
         self._spec = DataSpec(
-            vocab_size=len(self.vocab), num_classes=2, pad_id=Vocabulary.pad_id, labels=LABELS
+            vocab_size=len(self.vocab),
+            num_classes=2,
+            pad_id=Vocabulary.pad_id,
+            labels=LABELS,
+            class_counts=self.train_set.class_counts(2),
         )
 
     def state_dict(self) -> dict:

@@ -171,6 +171,7 @@ class NamesDataModule(SequenceDataModule):
             num_classes=len(self.languages),
             pad_id=Vocabulary.pad_id,
             labels=tuple(self.languages),
+            class_counts=self.train_set.class_counts(len(self.languages)),
         )
 
     def state_dict(self) -> dict:

@@ -11,7 +11,8 @@ class DataSpec:
 
     vocab_size / pad_id: token input (an embedding table); num_features: real-valued input.
     num_classes: classification targets. horizon: forecasting steps. labels: class names, in
-    class-id order, for confusion matrices and predictions.
+    class-id order, for confusion matrices and predictions. class_counts: training examples
+    per class, for class-weighted losses.
     """
 
     vocab_size: int | None = None
@@ -20,6 +21,7 @@ class DataSpec:
     pad_id: int = 0
     horizon: int | None = None
     labels: tuple[str, ...] = field(default_factory=tuple)
+    class_counts: tuple[int, ...] = field(default_factory=tuple)
 
     def task_kwargs(self) -> dict:
         """The non-empty fields as plain keyword arguments for a task's constructor."""

@@ -72,4 +72,5 @@ class RecallDataModule(SequenceDataModule):
             num_classes=self.num_symbols,
             pad_id=0,
             labels=tuple(str(symbol) for symbol in range(1, self.num_symbols + 1)),
+            class_counts=self.train_set.class_counts(self.num_symbols),
         )

@@ -29,6 +29,8 @@ class ClassificationTask(BaseTask):
         num_features: int | None = None,
         pad_id: int = 0,
         labels: list[str] | None = None,
+        class_counts: list[int] | None = None,
+        class_weighting: bool = False,
         embedding_dim: int = 64,
         embedding_dropout: float = 0.0,
         pooling: str = "last",
@@ -59,6 +61,14 @@ class ClassificationTask(BaseTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        if class_weighting and not class_counts:
+            raise ValueError("task.class_weighting=true needs class counts from the data")
+        weights = None
+        if class_weighting:
+            # "balanced" weights: N / (C * count), so every class weighs the same in total
+            counts = torch.tensor(class_counts, dtype=torch.float).clamp(min=1)
+            weights = counts.sum() / (len(counts) * counts)
+        self.register_buffer("class_weights", weights, persistent=False)
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T) ids or (B, T, F) features, (B,) lengths -> (B, C) logits."""
@@ -67,7 +77,7 @@ class ClassificationTask(BaseTask):
 
     def _step(self, batch: dict[str, Tensor], split: str, metrics: MetricCollection) -> Tensor:
         logits = self(batch["inputs"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"])
+        loss = F.cross_entropy(logits, batch["labels"], weight=self.class_weights)
         metrics.update(logits, batch["labels"])
         batch_size = batch["labels"].size(0)
         self.log(
