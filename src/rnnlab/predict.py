@@ -1,7 +1,7 @@
-"""Classify new text with a trained checkpoint, reusing its exact tokeniser and vocabulary.
+"""Use a trained checkpoint on new text: classify it, or continue it by sampling.
 
 The vocabulary and tokeniser settings travel inside the checkpoint (the datamodule's
-`state_dict`), so prediction needs neither Hydra nor the training data.
+`state_dict`), so neither needs Hydra nor the training data.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import Vocabulary, tokenizer_from_config
-from rnnlab.tasks import ClassificationTask
+from rnnlab.tasks import ClassificationTask, LanguageModelTask
 
 
 @dataclass
@@ -22,24 +22,23 @@ class Prediction:
     probability: float
 
 
+def text_state(ckpt_path: str | Path) -> dict:
+    """The datamodule state (vocabulary, tokeniser, labels) stored in a checkpoint."""
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise FileNotFoundError(f"ckpt_path={str(ckpt_path)!r} is not a file")
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    for value in checkpoint.values():
+        if isinstance(value, dict) and value.get("vocab") and "tokenizer" in value:
+            return value
+    raise ValueError(f"{ckpt_path} holds no vocabulary: it was not trained on text data")
+
+
 class Classifier:
-    """A checkpoint's task plus the text pipeline it was trained with."""
+    """A classification checkpoint plus the text pipeline it was trained with."""
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        ckpt_path = Path(ckpt_path)
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"ckpt_path={str(ckpt_path)!r} is not a file")
-        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        state = next(
-            (
-                value
-                for value in checkpoint.values()
-                if isinstance(value, dict) and "vocab" in value and "tokenizer" in value
-            ),
-            None,
-        )
-        if state is None or state["vocab"] is None:
-            raise ValueError(f"{ckpt_path} holds no vocabulary: it was not trained on text data")
+        state = text_state(ckpt_path)
         self.tokenizer = tokenizer_from_config(state["tokenizer"])
         self.vocab = Vocabulary(state["vocab"])
         self.labels = state["labels"]
@@ -62,3 +61,37 @@ class Classifier:
             Prediction(self.labels[int(i)], float(p))
             for p, i in zip(best.values, best.indices, strict=True)
         ]
+
+
+class Generator:
+    """A language-model checkpoint that continues a prompt, one character at a time."""
+
+    def __init__(self, ckpt_path: str | Path) -> None:
+        state = text_state(ckpt_path)
+        self.tokenizer = tokenizer_from_config(state["tokenizer"])
+        self.vocab = Vocabulary(state["vocab"])
+        self.task = LanguageModelTask.load_from_checkpoint(ckpt_path, map_location="cpu")
+        self.task.eval()
+
+    def __call__(
+        self,
+        prompt: str,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        tokens = self.tokenizer(prompt)
+        unknown = sorted({t for t in tokens if t not in self.vocab.index})
+        if unknown:
+            raise ValueError(f"prompt characters {unknown} are not in the model's vocabulary")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        ids = self.task.generate(
+            self.vocab.encode(tokens),
+            length,
+            temperature,
+            top_k,
+            generator,
+            banned_ids=(self.vocab.unk_id,),
+        )
+        return "".join(self.vocab.decode(ids))

@@ -1,5 +1,6 @@
 """LightningModules, one per sequence shape: each owns its loss, metrics and optimisation."""
 
 from rnnlab.tasks.classification import ClassificationTask
+from rnnlab.tasks.language_model import LanguageModelTask
 
-__all__ = ["ClassificationTask"]
+__all__ = ["ClassificationTask", "LanguageModelTask"]

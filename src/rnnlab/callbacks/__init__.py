@@ -1,0 +1,5 @@
+"""rnnlab's own callbacks; Lightning's built-ins are configured in conf/callbacks/."""
+
+from rnnlab.callbacks.text_samples import TextSamples
+
+__all__ = ["TextSamples"]

@@ -1,0 +1,155 @@
+"""Tiny Shakespeare for character language modelling with truncated backpropagation through time.
+
+The first 90% of characters train, the last 10% validate (nanoGPT's split). Each split is laid
+out as B parallel contiguous streams; batch k is the k-th window of T characters of every
+stream, so the hidden state left by batch k is the right context for batch k+1::
+
+    text   a b c d e f g h i j k l m n o p q r s t u v w x     (B=2 streams, T=3)
+    stream 0:  a b c | d e f | g h i | j k l
+    stream 1:  m n o | p q r | s t u | v w x
+               batch0  batch1  batch2  batch3     inputs;  targets are shifted by one char
+
+Local copy: `data.data_dir` (or `$RNNLAB_DATA_DIR`) holding `tinyshakespeare/input.txt`;
+otherwise the char-rnn file is downloaded into the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from rnnlab.data.spec import DataSpec
+from rnnlab.data.text import find_local
+from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
+
+log = logging.getLogger(__name__)
+
+SHAKESPEARE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
+
+
+class StreamWindows(Dataset):
+    """Consecutive (inputs, targets) windows of B parallel streams: item k is batch k, (B, T)."""
+
+    def __init__(self, ids: Tensor, streams: int, window: int) -> None:
+        length = (len(ids) - 1) // streams  # each stream needs one extra id for its last target
+        if length < 1:
+            raise ValueError(f"{len(ids)} characters cannot fill {streams} streams")
+        self.inputs = ids[: streams * length].view(streams, length)  # (B, L)
+        self.targets = ids[1 : streams * length + 1].view(streams, length)
+        self.window = min(window, length)
+        self.num_windows = -(-length // self.window)
+
+    def __len__(self) -> int:
+        return self.num_windows
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        window = slice(index * self.window, (index + 1) * self.window)
+        return {"inputs": self.inputs[:, window], "targets": self.targets[:, window]}
+
+
+def read_text(data_dir: str | None, cache_dir: Path, name: str, filename: str, url: str) -> str:
+    """A local copy's text, else one downloaded once into the cache; a clear error if neither."""
+    local = find_local(data_dir, name, filename)
+    path = local / filename if local is not None else cache_dir / name / filename
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            urllib.request.urlretrieve(url, path)
+        except OSError as error:
+            raise FileNotFoundError(
+                f"could not download {url}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
+                f"environment variable) at a folder holding {name}/{filename}."
+            ) from error
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError(f"{path} is empty (data.data_dir)")
+    return text
+
+
+class ShakespeareDataModule(L.LightningDataModule):
+    """Character streams for TBPTT; the vocabulary comes from the training part."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        cache_dir: str = "outputs/cache",
+        train_fraction: float = 0.9,
+        batch_size: int = 64,
+        bptt: int = 128,
+        val_batch_size: int = 16,
+        url: str = SHAKESPEARE_URL,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < train_fraction < 1.0:
+            raise ValueError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
+        if bptt < 1 or batch_size < 1 or val_batch_size < 1:
+            raise ValueError("data.bptt, data.batch_size and data.val_batch_size must be >= 1")
+        self.data_dir = data_dir
+        self.cache_dir = Path(cache_dir)
+        self.train_fraction = train_fraction
+        self.batch_size = batch_size
+        self.bptt = bptt
+        self.val_batch_size = val_batch_size
+        self.url = url
+        self.num_workers = num_workers
+        self.tokenizer = CharTokenizer()
+        self.vocab: Vocabulary | None = None
+        self.train_ids: Tensor | None = None
+        self.val_ids: Tensor | None = None
+
+    def prepare_data(self) -> None:
+        read_text(self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_ids is not None:
+            return
+        text = read_text(self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url)
+        split = int(len(text) * self.train_fraction)
+        self.vocab = Vocabulary.build([self.tokenizer(text[:split])])
+        self.train_ids = torch.tensor(self.vocab.encode(text[:split]))
+        self.val_ids = torch.tensor(self.vocab.encode(text[split:]))
+        unknown = int((self.val_ids == Vocabulary.unk_id).sum())
+        if unknown:
+            log.info(
+                "shakespeare: %d validation characters are not in the train vocabulary", unknown
+            )
+
+    @property
+    def spec(self) -> DataSpec:
+        if self.vocab is None:
+            raise RuntimeError("ShakespeareDataModule.setup() must run before .spec is read")
+        return DataSpec(vocab_size=len(self.vocab), pad_id=Vocabulary.pad_id)
+
+    def _loader(self, ids: Tensor, streams: int) -> DataLoader:
+        # batch_size=None: each item already is a (B, T) batch, in stream order (never shuffled:
+        # the carried hidden state must see the windows in order).
+        return DataLoader(
+            StreamWindows(ids, streams, self.bptt),
+            batch_size=None,
+            shuffle=False,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_ids, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_ids, self.val_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def state_dict(self) -> dict:
+        return {
+            "vocab": self.vocab.tokens if self.vocab else None,
+            "tokenizer": self.tokenizer.config(),
+        }

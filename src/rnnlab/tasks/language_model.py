@@ -1,0 +1,178 @@
+"""Many-to-many character language modelling with truncated BPTT, and sampling from the model.
+
+Training sees consecutive (B, T) windows of B parallel streams (see data/shakespeare.py). The
+hidden state left by one window starts the next, detached so gradients stop at the window's
+edge, and is reset at the start of every epoch and of every evaluation pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric, MinMetric
+
+from rnnlab.tasks.base import BaseTask
+
+State = Tensor | tuple[Tensor, Tensor] | None
+
+
+def detach_state(state: State) -> State:
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+class LanguageModelTask(BaseTask):
+    """Embedding -> recurrent backbone -> dropout -> linear over the vocabulary (tied or not)."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        model: dict[str, Any],
+        pad_id: int = 0,
+        embedding_dim: int = 128,
+        embedding_dropout: float = 0.0,
+        output_dropout: float = 0.0,
+        tie_weights: bool = False,
+        estimate_windows: int = 0,
+        estimate_window: int = 256,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        monitor: str = "val/loss",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        if model.get("bidirectional"):
+            raise ValueError("model.bidirectional=true cannot model language left to right")
+        self.build_encoder_and_backbone(
+            model, embedding_dim, vocab_size, None, pad_id, embedding_dropout
+        )
+        self.dropout = nn.Dropout(output_dropout)
+        self.decoder = nn.Linear(self.backbone.output_size, vocab_size)
+        if tie_weights:
+            if self.backbone.output_size != embedding_dim:
+                raise ValueError("task.tie_weights needs model.hidden_size == task.embedding_dim")
+            self.decoder.weight = self.encoder.encode.weight
+        self.state: State = None
+        self.val_loss = MeanMetric()
+        self.val_loss_best = MinMetric()
+
+    def forward(self, inputs: Tensor, state: State = None) -> tuple[Tensor, State]:
+        """(B, T) ids -> (B, T, V) logits and the final state."""
+        encoded = self.backbone(self.encoder(inputs), state=state)
+        return self.decoder(self.dropout(encoded.outputs)), encoded.state
+
+    def _loss(self, batch: dict[str, Tensor]) -> Tensor:
+        logits, state = self(batch["inputs"], self.state)
+        self.state = detach_state(state)
+        return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+
+    def on_train_epoch_start(self) -> None:
+        self.state = None
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss = self._loss(batch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/bpc", loss / math.log(2), on_step=False, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.train_state, self.state = self.state, None
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        # Weighted by characters, so the epoch value is the loss over the whole stream.
+        self.val_loss.update(self._loss(batch), weight=batch["targets"].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("val/loss", loss, prog_bar=True)
+        self.log("val/bpc", loss / math.log(2))
+        if not self.trainer.sanity_checking:
+            self.val_loss_best(loss)
+            self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
+            val_ids = getattr(self.trainer.datamodule, "val_ids", None)
+            if self.hparams.estimate_windows and val_ids is not None:
+                self.log(
+                    "val/loss_windows",
+                    self.window_loss(
+                        val_ids, self.hparams.estimate_window, self.hparams.estimate_windows
+                    ),
+                )
+        self.state = self.train_state
+
+    def on_test_epoch_start(self) -> None:
+        self.state = None
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.val_loss.update(self._loss(batch), weight=batch["targets"].numel())
+
+    def on_test_epoch_end(self) -> None:
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        self.log("test/loss", loss)
+        self.log("test/bpc", loss / math.log(2))
+
+    @torch.no_grad()
+    def window_loss(self, ids: Tensor, window: int, count: int, seed: int = 0) -> float:
+        """nanoGPT's estimator: mean loss over `count` random `window`-char windows, each from
+        a fresh state (so early positions in a window have little context)."""
+        generator = torch.Generator().manual_seed(seed)
+        starts = torch.randint(0, len(ids) - window - 1, (count,), generator=generator)
+        inputs = torch.stack([ids[s : s + window] for s in starts.tolist()])
+        targets = torch.stack([ids[s + 1 : s + window + 1] for s in starts.tolist()])
+        losses = []
+        for chunk in range(0, count, 64):
+            logits, _ = self(inputs[chunk : chunk + 64].to(self.device))
+            losses.append(
+                F.cross_entropy(
+                    logits.flatten(0, 1),
+                    targets[chunk : chunk + 64].flatten().to(self.device),
+                    reduction="sum",
+                )
+            )
+        return float(torch.stack(losses).sum() / targets.numel())
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompt_ids: list[int],
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        banned_ids: tuple[int, ...] = (),
+    ) -> list[int]:
+        """Sample `length` ids after the prompt, one step at a time, carrying the state.
+
+        The prompt runs through the fused kernel once; each new id then costs one step.
+        `banned_ids` (besides padding) are never sampled, e.g. the vocabulary's `<unk>`.
+        """
+        if not prompt_ids:
+            raise ValueError("the prompt must hold at least one character")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        was_training = self.training
+        self.eval()
+        inputs = torch.tensor([prompt_ids], device=self.device)  # (1, P)
+        state: State = None
+        sampled: list[int] = []
+        for _ in range(length):
+            logits, state = self(inputs, state)
+            logits = logits[0, -1] / temperature  # (V,)
+            logits[[self.hparams.pad_id, *banned_ids]] = float("-inf")
+            if top_k is not None and top_k < logits.numel():
+                threshold = torch.topk(logits, top_k).values[-1]
+                logits = logits.masked_fill(logits < threshold, float("-inf"))
+            next_id = int(torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator))
+            sampled.append(next_id)
+            inputs = torch.tensor([[next_id]], device=self.device)
+        self.train(was_training)
+        return sampled
