@@ -104,23 +104,20 @@ def main() -> None:
     }
 
     with tempfile.TemporaryDirectory() as cache:
-        cold = ImdbDataModule(
-            data_dir=args.data_dir,
-            cache_dir=cache,
-            batch_size=64,
-            seed=0,
-            bucket_size_multiplier=400,
-        )
+
+        def datamodule_in_cache() -> ImdbDataModule:
+            return ImdbDataModule(
+                data_dir=args.data_dir,
+                cache_dir=cache,
+                batch_size=64,
+                seed=0,
+                bucket_size_multiplier=400,
+            )
+
         started = time.perf_counter()
-        cold.prepare_data()
+        datamodule_in_cache().prepare_data()
         results["tokenize_cold_s"] = round(time.perf_counter() - started, 2)
-        datamodule = ImdbDataModule(
-            data_dir=args.data_dir,
-            cache_dir=cache,
-            batch_size=64,
-            seed=0,
-            bucket_size_multiplier=400,
-        )
+        datamodule = datamodule_in_cache()
         started = time.perf_counter()
         datamodule.setup()
         results["tokenize_cached_s"] = round(time.perf_counter() - started, 2)

@@ -94,23 +94,20 @@ def test_windowed_loss_equals_the_loss_over_whole_streams():
 
 def test_generation_length_vocabulary_and_determinism():
     task = make_task()
-    out = task.generate(
-        [3, 4],
-        length=25,
-        temperature=0.8,
-        top_k=5,
-        generator=torch.Generator().manual_seed(1),
-        banned_ids=(1,),
-    )
+
+    def sample():
+        return task.generate(
+            [3, 4],
+            length=25,
+            temperature=0.8,
+            top_k=5,
+            generator=torch.Generator().manual_seed(1),
+            banned_ids=(1,),
+        )
+
+    out = sample()
     assert len(out) == 25 and all(2 <= i < 20 for i in out)  # never <pad> (0) or <unk> (1)
-    again = task.generate(
-        [3, 4],
-        length=25,
-        temperature=0.8,
-        top_k=5,
-        generator=torch.Generator().manual_seed(1),
-        banned_ids=(1,),
-    )
+    again = sample()
     assert out == again
 
 
