@@ -1,6 +1,7 @@
 """Training throughput on IMDb: the project pipeline against a plain loop, naive batching, packing.
 
 Usage: python scripts/bench_throughput.py [--data-dir ../shared/data] [--batches 40] [--warmup 5]
+                                         [--repeats 2] [--malloc tuned|default]
 
 Trains the IMDb LSTM (E=128, H=256, B=64, max-pooling) for a fixed number of batches four ways,
 in one process, from the same initial weights:
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("RNNLAB_DATA_DIR", "../shared/data"))
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
     args = parser.parse_args()
     if args.malloc == "tuned":
@@ -140,33 +142,47 @@ def main() -> None:
             for batch in itertools.islice(naive_sampler.batches(), take)
         ]
 
-        # 1. The pipeline: the same batches, through the datamodule's own loader and the Trainer.
-        task = make_task(datamodule.spec, "mask")
-        initial = copy.deepcopy(task.state_dict())
-        timer = TokenTimer(args.warmup)
-        trainer = L.Trainer(
-            max_steps=take,
-            limit_val_batches=0,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
-            accelerator="cpu",
-            gradient_clip_val=1.0,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(task, train_dataloaders=datamodule.train_dataloader())
-        results["pipeline_tokens_per_s"] = round(timer.tokens / timer.seconds)
+        initial = copy.deepcopy(make_task(datamodule.spec, "mask").state_dict())
 
-        for name, batches, padding in (
-            ("plain_loop", bucketed, "mask"),
-            ("naive", naive, "mask"),
-            ("packed", bucketed, "pack"),
-        ):
+        def pipeline() -> float:
+            """The same batches through the datamodule's own loader and the Lightning Trainer."""
+            task = make_task(datamodule.spec, "mask")
+            task.load_state_dict(initial)
+            timer = TokenTimer(args.warmup)
+            trainer = L.Trainer(
+                max_steps=take,
+                limit_val_batches=0,
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                callbacks=[timer],
+                accelerator="cpu",
+                gradient_clip_val=1.0,
+                num_sanity_val_steps=0,
+            )
+            trainer.fit(task, train_dataloaders=datamodule.train_dataloader())
+            return timer.tokens / timer.seconds
+
+        def loop(batches, padding: str) -> float:
             task = make_task(datamodule.spec, padding)
             task.load_state_dict(initial)
-            results[f"{name}_tokens_per_s"] = round(plain_loop(task, batches, args.warmup))
+            return plain_loop(task, batches, args.warmup)
+
+        # The first pass through a process is slower (allocator and page faults): warm up, then
+        # alternate the two closest contenders and keep each one's best of `--repeats`.
+        loop(bucketed, "mask")
+        best: dict[str, float] = {}
+        for _ in range(args.repeats):
+            for name, measure in (
+                ("pipeline", pipeline),
+                ("plain_loop", lambda: loop(bucketed, "mask")),
+            ):
+                best[name] = max(best.get(name, 0.0), measure())
+        best["naive"] = loop(naive, "mask")
+        best["packed"] = loop(bucketed, "pack")
+        for name, value in best.items():
+            results[f"{name}_tokens_per_s"] = round(value)
 
     results["pipeline_vs_plain"] = round(
         results["pipeline_tokens_per_s"] / results["plain_loop_tokens_per_s"], 3
