@@ -137,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     metrics: dict[str, float] = {}
+    status = "failed"
     try:
         if cfg.get("train", True):
             trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -158,10 +159,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.update(to_floats(trainer.callback_metrics))
         log_hparams(loggers, curated_hparams(cfg, task), metrics)
         save_metrics(cfg, metrics, "metrics.json")
+        status = "success"
         return metrics
     finally:
         for logger in loggers:
-            logger.finalize("success")
+            logger.finalize(status)
 
 
 def log_hparams(loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
