@@ -10,9 +10,9 @@ class DataSpec:
     """Sizes that flow from data to model.
 
     vocab_size / pad_id: token input (an embedding table); num_features: real-valued input.
-    num_classes: classification targets. horizon: forecasting steps. labels: class names, in
-    class-id order, for confusion matrices and predictions. class_counts: training examples
-    per class, for class-weighted losses.
+    num_classes: classification targets. horizon / lookback: forecasting steps out and in.
+    labels: class names, in class-id order, for confusion matrices and predictions.
+    class_counts: training examples per class, for class-weighted losses.
     """
 
     vocab_size: int | None = None
@@ -20,13 +20,15 @@ class DataSpec:
     num_classes: int | None = None
     pad_id: int = 0
     horizon: int | None = None
+    lookback: int | None = None
     labels: tuple[str, ...] = field(default_factory=tuple)
     class_counts: tuple[int, ...] = field(default_factory=tuple)
 
     def task_kwargs(self) -> dict:
-        """The non-empty fields as plain keyword arguments for a task's constructor."""
+        """The non-empty fields as plain keyword arguments for a task's constructor
+        (`pad_id` only with token input)."""
         return {
             key: (list(value) if isinstance(value, tuple) else value)
             for key, value in asdict(self).items()
-            if value not in (None, ())
+            if value not in (None, ()) and (key != "pad_id" or self.vocab_size is not None)
         }

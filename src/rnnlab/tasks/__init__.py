@@ -1,6 +1,7 @@
 """LightningModules, one per sequence shape: each owns its loss, metrics and optimisation."""
 
 from rnnlab.tasks.classification import ClassificationTask
+from rnnlab.tasks.forecasting import ForecastingTask
 from rnnlab.tasks.language_model import LanguageModelTask
 
-__all__ = ["ClassificationTask", "LanguageModelTask"]
+__all__ = ["ClassificationTask", "ForecastingTask", "LanguageModelTask"]
