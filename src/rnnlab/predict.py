@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from rnnlab.data.collate import PadCollate
-from rnnlab.data.tokenizers import Vocabulary, tokenizer_from_config
+from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
 from rnnlab.tasks import ClassificationTask, LanguageModelTask
 
 
@@ -64,14 +64,26 @@ class Classifier:
 
 
 class Generator:
-    """A language-model checkpoint that continues a prompt, one character at a time."""
+    """A language-model checkpoint that continues a prompt, one character at a time.
+
+    Stream models (Tiny Shakespeare) continue the prompt for `length` characters. Sequence
+    models (names: a vocabulary with `<s>` and `</s>`) start after `<s>`, stop at `</s>`, and,
+    when conditional, need the `condition` (a label such as "Russian").
+    """
 
     def __init__(self, ckpt_path: str | Path) -> None:
         state = text_state(ckpt_path)
         self.tokenizer = tokenizer_from_config(state["tokenizer"])
         self.vocab = Vocabulary(state["vocab"])
+        self.labels = list(state.get("labels") or [])
         self.task = LanguageModelTask.load_from_checkpoint(ckpt_path, map_location="cpu")
         self.task.eval()
+        self.sequences = BOS in self.vocab.index and EOS in self.vocab.index
+        self.conditional = self.task.condition is not None
+
+    @property
+    def default_prompt(self) -> str:
+        return "" if self.sequences else "\n"
 
     def __call__(
         self,
@@ -80,18 +92,33 @@ class Generator:
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int | None = None,
+        condition: str | None = None,
     ) -> str:
         tokens = self.tokenizer(prompt)
         unknown = sorted({t for t in tokens if t not in self.vocab.index})
         if unknown:
             raise ValueError(f"prompt characters {unknown} are not in the model's vocabulary")
+        if self.sequences:
+            tokens = [BOS, *tokens]
+        if not tokens:
+            raise ValueError("prompt= must not be empty for this model")
+        condition_id = None
+        if self.conditional:
+            if condition not in self.labels:
+                raise ValueError(f"language={condition!r}: choose one of {self.labels}")
+            condition_id = self.labels.index(condition)
+        elif condition:
+            raise ValueError("this model is not conditional: leave out language=")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        specials = [self.vocab.index[t] for t in (BOS,) if self.sequences]
         ids = self.task.generate(
             self.vocab.encode(tokens),
             length,
             temperature,
             top_k,
             generator,
-            banned_ids=(self.vocab.unk_id,),
+            banned_ids=(self.vocab.unk_id, *specials),
+            condition=condition_id,
+            stop_id=self.vocab.index[EOS] if self.sequences else None,
         )
         return "".join(self.vocab.decode(ids))

@@ -15,6 +15,9 @@ import logging
 import urllib.request
 import zipfile
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +27,7 @@ from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.text import find_local
-from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
+from rnnlab.data.tokenizers import BOS, EOS, CharTokenizer, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +156,10 @@ class NamesDataModule(SequenceDataModule):
         label_of = {language: i for i, language in enumerate(self.languages)}
         self.split_index = group_split(self.pairs, self.fractions, self.seed)
         train_pairs = [self.pairs[i] for i in self.split_index["train"]]
-        self.vocab = Vocabulary.build(self.tokenizer(name) for name, _ in train_pairs)
+        self.vocab = self.build_vocab(self.tokenizer(name) for name, _ in train_pairs)
         datasets = {}
         for split, indices in self.split_index.items():
-            sequences = [
-                torch.tensor(self.vocab.encode(self.tokenizer(self.pairs[i][0]))) for i in indices
-            ]
+            sequences = [torch.tensor(self.encode(self.pairs[i][0])) for i in indices]
             labels = [label_of[self.pairs[i][1]] for i in indices]
             datasets[split] = SequenceDataset(sequences, labels)
         self.train_set, self.val_set, self.test_set = (
@@ -174,9 +175,34 @@ class NamesDataModule(SequenceDataModule):
             class_counts=self.train_set.class_counts(len(self.languages)),
         )
 
+    def build_vocab(self, tokenized: Iterable[list[str]]) -> Vocabulary:
+        return Vocabulary.build(tokenized)
+
+    def encode(self, name: str) -> list[int]:
+        return self.vocab.encode(self.tokenizer(name))
+
     def state_dict(self) -> dict:
         return {
             "vocab": self.vocab.tokens if self.vocab else None,
             "tokenizer": self.tokenizer.config(),
             "labels": self.languages,
         }
+
+
+class NameGenerationDataModule(NamesDataModule):
+    """The same names and split for a conditional character model (the tutorial's part two).
+
+    Each name becomes ``<s> n a m e </s>``; the task reads it shifted by one, conditioned on the
+    language (`labels`), and learns where names end. The vocabulary gains `<s>` and `</s>`.
+    """
+
+    def build_vocab(self, tokenized: Iterable[list[str]]) -> Vocabulary:
+        return Vocabulary.build(chain(tokenized, [[BOS, EOS]]))
+
+    def encode(self, name: str) -> list[int]:
+        return self.vocab.encode([BOS, *self.tokenizer(name), EOS])
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        # class counts drive a classifier's loss weights; a language model has no use for them
+        self._spec = replace(self.spec, class_counts=())

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 PAD, UNK = "<pad>", "<unk>"
+# start and end of a sequence, for models that generate whole sequences (names)
+BOS, EOS = "<s>", "</s>"
 WORD_PATTERN = re.compile(r"[^\W_]+(?:'[^\W_]+)*|[^\w\s]")
 HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 

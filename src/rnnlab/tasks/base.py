@@ -29,11 +29,13 @@ class BaseTask(L.LightningModule):
         num_features: int | None,
         pad_id: int,
         embedding_dropout: float,
+        extra_inputs: int = 0,
     ) -> None:
+        """`extra_inputs`: features the task concatenates to the encoded input (a condition)."""
         self.encoder = InputEncoder(
             embedding_dim, vocab_size, num_features, pad_id, embedding_dropout
         )
-        self.backbone = RecurrentBackbone(self.encoder.output_size, **model)
+        self.backbone = RecurrentBackbone(self.encoder.output_size + extra_inputs, **model)
 
     def configure_optimizers(self) -> Any:
         optimizer = build(self.hparams.optimizer or DEFAULT_OPTIMIZER)(params=self.parameters())

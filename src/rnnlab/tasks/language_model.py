@@ -1,8 +1,16 @@
-"""Many-to-many character language modelling with truncated BPTT, and sampling from the model.
+"""Character language models: a stream with truncated BPTT, or whole sequences with a condition.
 
-Training sees consecutive (B, T) windows of B parallel streams (see data/shakespeare.py). The
-hidden state left by one window starts the next, detached so gradients stop at the window's
-edge, and is reset at the start of every epoch and of every evaluation pass.
+Two batch layouts:
+- Streams (Tiny Shakespeare, data/shakespeare.py): consecutive (B, T) windows of B parallel
+  streams, `inputs` and `targets`. The hidden state left by one window starts the next,
+  detached so gradients stop at the window's edge, and is reset at the start of every epoch
+  and of every evaluation pass.
+- Sequences (name generation, data/names.py): right-padded ``<s> ... </s>`` ids with `lengths`
+  and, for a conditional model, `labels` (e.g. the language). Each sequence is read shifted by
+  one from a fresh state; padding is ignored by the loss.
+
+One-to-many generation: with `num_classes` set, a learned embedding of the condition is
+concatenated to every input step, so the same model samples names of a chosen language.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ class LanguageModelTask(BaseTask):
         vocab_size: int,
         model: dict[str, Any],
         pad_id: int = 0,
+        num_classes: int | None = None,
+        labels: list[str] | None = None,
+        condition_dim: int = 32,
         embedding_dim: int = 128,
         embedding_dropout: float = 0.0,
         output_dropout: float = 0.0,
@@ -51,8 +62,15 @@ class LanguageModelTask(BaseTask):
         self.save_hyperparameters(logger=False)
         if model.get("bidirectional"):
             raise ValueError("model.bidirectional=true cannot model language left to right")
+        self.condition = nn.Embedding(num_classes, condition_dim) if num_classes else None
         self.build_encoder_and_backbone(
-            model, embedding_dim, vocab_size, None, pad_id, embedding_dropout
+            model,
+            embedding_dim,
+            vocab_size,
+            None,
+            pad_id,
+            embedding_dropout,
+            extra_inputs=condition_dim if num_classes else 0,
         )
         self.dropout = nn.Dropout(output_dropout)
         self.decoder = nn.Linear(self.backbone.output_size, vocab_size)
@@ -64,21 +82,41 @@ class LanguageModelTask(BaseTask):
         self.val_loss = MeanMetric()
         self.val_loss_best = MinMetric()
 
-    def forward(self, inputs: Tensor, state: State = None) -> tuple[Tensor, State]:
-        """(B, T) ids -> (B, T, V) logits and the final state."""
-        encoded = self.backbone(self.encoder(inputs), state=state)
+    def forward(
+        self,
+        inputs: Tensor,
+        state: State = None,
+        condition: Tensor | None = None,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor, State]:
+        """(B, T) ids [+ (B,) condition ids] -> (B, T, V) logits and the final state."""
+        x = self.encoder(inputs)
+        if self.condition is not None:
+            if condition is None:
+                raise ValueError("this model is conditional: pass the condition (labels)")
+            x = torch.cat([x, self.condition(condition)[:, None].expand(-1, x.size(1), -1)], -1)
+        encoded = self.backbone(x, lengths=lengths, state=state)
         return self.decoder(self.dropout(encoded.outputs)), encoded.state
 
-    def _loss(self, batch: dict[str, Tensor]) -> Tensor:
+    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        """Mean loss per predicted character and the number of characters it averages."""
+        if "lengths" in batch:  # whole sequences: read shifted by one, padding ignored
+            inputs, targets = batch["inputs"][:, :-1], batch["inputs"][:, 1:]
+            logits, _ = self(inputs, None, batch.get("labels"), batch["lengths"] - 1)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=self.hparams.pad_id
+            )
+            return loss, int((batch["lengths"] - 1).sum())
         logits, state = self(batch["inputs"], self.state)
         self.state = detach_state(state)
-        return F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten())
+        targets = batch["targets"]
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
 
     def on_train_epoch_start(self) -> None:
         self.state = None
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss = self._loss(batch)
+        loss, _ = self._loss(batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/bpc", loss / math.log(2), on_step=False, on_epoch=True)
         return loss
@@ -88,7 +126,7 @@ class LanguageModelTask(BaseTask):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         # Weighted by characters, so the epoch value is the loss over the whole stream.
-        self.val_loss.update(self._loss(batch), weight=batch["targets"].numel())
+        self.val_loss.update(*self._loss(batch))
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
@@ -98,7 +136,7 @@ class LanguageModelTask(BaseTask):
         if not self.trainer.sanity_checking:
             self.val_loss_best(loss)
             self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
-            val_ids = getattr(self.trainer.datamodule, "val_ids", None)
+            val_ids = getattr(self.trainer.datamodule, "val_ids", None)  # streams only
             if self.hparams.estimate_windows and val_ids is not None:
                 self.log(
                     "val/loss_windows",
@@ -112,7 +150,7 @@ class LanguageModelTask(BaseTask):
         self.state = None
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_loss.update(self._loss(batch), weight=batch["targets"].numel())
+        self.val_loss.update(*self._loss(batch))
 
     def on_test_epoch_end(self) -> None:
         loss = self.val_loss.compute()
@@ -149,11 +187,15 @@ class LanguageModelTask(BaseTask):
         top_k: int | None = None,
         generator: torch.Generator | None = None,
         banned_ids: tuple[int, ...] = (),
+        condition: int | None = None,
+        stop_id: int | None = None,
     ) -> list[int]:
-        """Sample `length` ids after the prompt, one step at a time, carrying the state.
+        """Sample up to `length` ids after the prompt, one step at a time, carrying the state.
 
         The prompt runs through the fused kernel once; each new id then costs one step.
         `banned_ids` (besides padding) are never sampled, e.g. the vocabulary's `<unk>`.
+        `condition`: the class id of a conditional model. Sampling `stop_id` (e.g. `</s>`)
+        ends the sequence; it is not returned.
         """
         if not prompt_ids:
             raise ValueError("the prompt must hold at least one character")
@@ -161,17 +203,28 @@ class LanguageModelTask(BaseTask):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         was_training = self.training
         self.eval()
+        if (condition is None) != (self.condition is None):
+            raise ValueError(
+                "a conditional model needs a condition and an unconditional one takes none"
+            )
+        labels = None
+        if condition is not None:
+            if not 0 <= condition < self.hparams.num_classes:
+                raise ValueError(f"condition {condition} is not in [0, {self.hparams.num_classes})")
+            labels = torch.tensor([condition], device=self.device)
         inputs = torch.tensor([prompt_ids], device=self.device)  # (1, P)
         state: State = None
         sampled: list[int] = []
         for _ in range(length):
-            logits, state = self(inputs, state)
+            logits, state = self(inputs, state, labels)
             logits = logits[0, -1] / temperature  # (V,)
             logits[[self.hparams.pad_id, *banned_ids]] = float("-inf")
             if top_k is not None and top_k < logits.numel():
                 threshold = torch.topk(logits, top_k).values[-1]
                 logits = logits.masked_fill(logits < threshold, float("-inf"))
             next_id = int(torch.multinomial(logits.softmax(-1).cpu(), 1, generator=generator))
+            if next_id == stop_id:
+                break
             sampled.append(next_id)
             inputs = torch.tensor([[next_id]], device=self.device)
         self.train(was_training)
