@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.allocator import tune_malloc
@@ -98,11 +99,13 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     return scalars
 
 
+@rank_zero_only
 def save_metrics(cfg: DictConfig, metrics: dict[str, float], name: str) -> None:
     path = Path(cfg.paths.output_dir) / name
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+@rank_zero_only
 def save_data_state(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     """The datamodule's state (vocabulary, tokeniser) beside the run, as in its checkpoints."""
     state = datamodule.state_dict()
@@ -111,6 +114,7 @@ def save_data_state(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
         path.write_text(json.dumps(state, ensure_ascii=False))
 
 
+@rank_zero_only
 def save_resolved_config(cfg: DictConfig) -> None:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -141,6 +145,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         if cfg.get("train", True):
             trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            log.info(
+                "rank %d of %d: %d optimizer steps",
+                trainer.global_rank,
+                trainer.world_size,
+                trainer.global_step,
+            )
             metrics.update(to_floats(trainer.callback_metrics))
         if cfg.get("test", True):
             checkpoint = next(

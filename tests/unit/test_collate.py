@@ -61,3 +61,41 @@ def test_drop_last():
 def test_empty_sequence_is_rejected_with_a_clear_message():
     with pytest.raises(ValueError, match="length 0"):
         SequenceDataset([torch.tensor([1]), torch.tensor([], dtype=torch.long)], [0, 1])
+
+
+@pytest.mark.parametrize("world", [2, 3, 4])
+@pytest.mark.parametrize("n", [1000, 999, 70])
+def test_distributed_shards_are_disjoint_even_and_cover_every_example_once(world, n):
+    lengths = lengths_fixture(n)
+    shards = [
+        BucketBatchSampler(
+            lengths, 32, bucket_size_multiplier=4, seed=1, num_replicas=world, rank=r
+        )
+        for r in range(world)
+    ]
+    for sampler in shards:
+        sampler.set_epoch(3)
+    batches = [list(sampler) for sampler in shards]
+    assert len({len(b) for b in batches}) == 1  # equal step counts on every rank
+    assert all(len(b) == len(s) for b, s in zip(batches, shards, strict=True))
+    seen = [i for rank_batches in batches for batch in rank_batches for i in batch]
+    assert sorted(seen) == list(range(n))  # disjoint, and every example exactly once
+    # deterministic given seed and epoch
+    again = BucketBatchSampler(lengths, 32, bucket_size_multiplier=4, seed=1, num_replicas=world)
+    again.set_epoch(3)
+    assert list(again) == batches[0]
+
+
+def test_distributed_evaluation_shards_cover_every_example_without_repeats():
+    lengths = lengths_fixture(101)
+    shards = [
+        BucketBatchSampler(lengths, 8, shuffle=False, num_replicas=3, rank=r) for r in range(3)
+    ]
+    seen = [i for s in shards for batch in s for i in batch]
+    assert sorted(seen) == list(range(101))
+    assert [len(s) for s in shards] == [len(list(s)) for s in shards] == [5, 4, 4]
+
+
+def test_a_rank_outside_the_world_is_refused():
+    with pytest.raises(ValueError, match="rank 2"):
+        BucketBatchSampler([1, 2], 1, num_replicas=2, rank=2)

@@ -2,11 +2,108 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import lightning as L
-from torch.utils.data import DataLoader
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data.collate import BucketBatchSampler, PadCollate, SequenceDataset
 from rnnlab.data.spec import DataSpec
+
+
+def replica(datamodule: L.LightningDataModule) -> tuple[int, int]:
+    """(rank, world size) of the Trainer the datamodule is attached to; (0, 1) without one.
+
+    rnnlab's datamodules shard their own data under DDP (the trainer config sets
+    `use_distributed_sampler: false`), since Lightning cannot shard a length-bucketing or
+    stream sampler without breaking what it guarantees.
+    """
+    trainer = getattr(datamodule, "trainer", None)
+    if trainer is None:
+        return 0, 1
+    return trainer.global_rank, trainer.world_size
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader that Lightning can checkpoint and resume in the middle of an epoch.
+
+    Its state is the epoch and the number of batches the Trainer has consumed in it (read from
+    the Trainer: Lightning prefetches a batch, so the loader's own count is one ahead). After
+    `load_state_dict`, the next pass over that epoch skips those batches. rnnlab's samplers are
+    deterministic given seed and epoch, so the resumed run sees exactly the batches the
+    interrupted one would have seen next.
+    """
+
+    def __init__(self, *args, trainer: L.Trainer | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.trainer = trainer
+        self._resume: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": self.trainer.current_epoch, "batches": progress.processed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state) if state else None
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        resume, self._resume = self._resume, None
+        if resume is None or self.trainer is None:
+            return iterator
+        skip = resume["batches"]
+        if resume["epoch"] != self.trainer.current_epoch or not 0 < skip < len(self):
+            return iterator  # saved at an epoch's end: the next epoch starts afresh
+        for _ in range(skip):
+            next(iterator)
+        return iterator
+
+
+def batch_loader(
+    datamodule: L.LightningDataModule,
+    dataset: Dataset,
+    lengths: Sequence[int] | Tensor,
+    batch_size: int,
+    train: bool,
+    bucket_size_multiplier: int,
+    seed: int,
+    collate_fn: Callable | None = None,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A loader over `dataset` batched by `BucketBatchSampler`, sharded under DDP.
+
+    Training: shuffled per seed and epoch, resumable mid-epoch. Evaluation: sorted by length
+    (stable, so equal lengths keep their order), every example once.
+    """
+    rank, world = replica(datamodule)
+    sampler = BucketBatchSampler(
+        lengths,
+        batch_size,
+        shuffle=train,
+        bucket_size_multiplier=bucket_size_multiplier,
+        seed=seed,
+        num_replicas=world,
+        rank=rank,
+    )
+    loader, extra = (
+        (ResumableDataLoader, {"trainer": datamodule.trainer})
+        if train
+        else (
+            DataLoader,
+            {},
+        )
+    )
+    return loader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        **extra,
+    )
 
 
 class SequenceDataModule(L.LightningDataModule):
@@ -44,20 +141,17 @@ class SequenceDataModule(L.LightningDataModule):
     def _loader(self, dataset: SequenceDataset | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders")
-        sampler = BucketBatchSampler(
+        return batch_loader(
+            self,
+            dataset,
             dataset.lengths,
             self.batch_size,
-            shuffle=train,
+            train,
             # A window of one batch is plain shuffled batching: sorting inside a batch is a no-op.
             bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
             seed=self.seed,
-        )
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
             collate_fn=PadCollate(self.spec.pad_id),
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -62,6 +62,12 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     Deterministic given `seed` and the epoch set through `set_epoch` (Lightning calls it).
     With ``shuffle=False`` it sorts the whole set by length (evaluation: least padding).
+
+    Distributed (`num_replicas` > 1): every rank builds the same epoch's batches and takes every
+    `num_replicas`-th one from `rank`, so shards are disjoint and together hold every example
+    once. Training shards must have equal batch counts (each step all-reduces gradients): when
+    the count does not divide, the largest batches are halved until it does, so no example is
+    repeated or dropped. Evaluation shards may differ by a batch; metrics are synchronised.
     """
 
     def __init__(
@@ -72,21 +78,37 @@ class BucketBatchSampler(Sampler[list[int]]):
         bucket_size_multiplier: int = 50,
         drop_last: bool = False,
         seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.window = batch_size * max(1, bucket_size_multiplier)
         self.drop_last = drop_last
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
+        """This rank's batches for the current epoch."""
+        batches = self.global_batches()
+        if self.num_replicas == 1:
+            return batches
+        if self.shuffle:
+            batches = split_to_multiple(batches, self.num_replicas)
+        return batches[self.rank :: self.num_replicas]
+
+    def global_batches(self) -> list[list[int]]:
+        """The epoch's batches over the whole data set, identical on every rank."""
         if not self.shuffle:
             order = torch.argsort(self.lengths, stable=True)
             return self._cut(order)
@@ -113,8 +135,31 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         if self.drop_last:
-            return len(self.lengths) // self.batch_size
-        return -(-len(self.lengths) // self.batch_size)
+            total = len(self.lengths) // self.batch_size
+        else:
+            total = -(-len(self.lengths) // self.batch_size)
+        if self.num_replicas == 1:
+            return total
+        if self.shuffle:
+            return -(-total // self.num_replicas)
+        return len(range(self.rank, total, self.num_replicas))
+
+
+def split_to_multiple(batches: list[list[int]], multiple: int) -> list[list[int]]:
+    """Halve the largest batches until the count is a multiple of `multiple`.
+
+    Keeps every example exactly once. Where too few batches can be split (tiny data), the first
+    batches are repeated instead, as torch's DistributedSampler pads.
+    """
+    batches = list(batches)
+    missing = -len(batches) % multiple
+    order = sorted(range(len(batches)), key=lambda i: -len(batches[i]))
+    splittable = [i for i in order if len(batches[i]) > 1][:missing]
+    for i in sorted(splittable, reverse=True):
+        half = len(batches[i]) // 2
+        batches[i : i + 1] = [batches[i][:half], batches[i][half:]]
+    missing = -len(batches) % multiple
+    return batches + [batches[i % len(batches)] for i in range(missing)] if batches else batches
 
 
 def padding_waste(batches: Sequence[Sequence[int]], lengths: Tensor) -> float:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.base import batch_loader
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.text import find_local
 
@@ -73,6 +74,7 @@ class ForecastDataModule(L.LightningDataModule):
         eval_batch_size: int = 256,
         normalize: bool = True,
         num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for key, value in (("lookback", lookback), ("horizon", horizon)):
@@ -84,6 +86,7 @@ class ForecastDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.normalize = normalize
         self.num_workers = num_workers
+        self.seed = seed
         self.columns: list[str] = []
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
@@ -137,14 +140,17 @@ class ForecastDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         if split not in self.sets:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders")
+        dataset = self.sets[split]
         train = split == "train"
-        return DataLoader(
-            self.sets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            drop_last=False,  # every test window counts
+        return batch_loader(
+            self,
+            dataset,
+            [1] * len(dataset),  # equal lengths: plain shuffling, windows in time order to evaluate
+            self.batch_size if train else self.eval_batch_size,
+            train,
+            bucket_size_multiplier=1,
+            seed=self.seed,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -295,7 +301,7 @@ class SineDataModule(ForecastDataModule):
         seed: int = 0,
         **kwargs,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(seed=seed, **kwargs)
         if len(fractions) != 3 or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0):
             raise ValueError(f"data.fractions must be three positive parts of 1, got {fractions}")
         if channels < 1 or components < 1 or length < 3:
@@ -307,7 +313,6 @@ class SineDataModule(ForecastDataModule):
         self.period_max = period_max
         self.noise = noise
         self.fractions = tuple(fractions)
-        self.seed = seed
         self.source = "data=sine"
 
     def load(self) -> tuple[np.ndarray, list[str], tuple[int, int, int]]:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from rnnlab.data.base import replica
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
@@ -36,14 +37,19 @@ SHAKESPEARE_URL = (
 
 
 class StreamWindows(Dataset):
-    """Consecutive (inputs, targets) windows of B parallel streams: item k is batch k, (B, T)."""
+    """Consecutive (inputs, targets) windows of B parallel streams: item k is batch k, (B, T).
 
-    def __init__(self, ids: Tensor, streams: int, window: int) -> None:
+    `rows` keeps a slice of the streams: under DDP the text is laid out as B x world streams
+    and each rank reads its own B of them, with the same number of windows on every rank.
+    """
+
+    def __init__(self, ids: Tensor, streams: int, window: int, rows: slice | None = None) -> None:
         length = (len(ids) - 1) // streams  # each stream needs one extra id for its last target
         if length < 1:
             raise ValueError(f"{len(ids)} characters cannot fill {streams} streams")
-        self.inputs = ids[: streams * length].view(streams, length)  # (B, L)
-        self.targets = ids[1 : streams * length + 1].view(streams, length)
+        rows = rows or slice(None)
+        self.inputs = ids[: streams * length].view(streams, length)[rows]  # (B, L)
+        self.targets = ids[1 : streams * length + 1].view(streams, length)[rows]
         self.window = min(window, length)
         self.num_windows = -(-length // self.window)
 
@@ -132,8 +138,10 @@ class ShakespeareDataModule(L.LightningDataModule):
     def _loader(self, ids: Tensor, streams: int) -> DataLoader:
         # batch_size=None: each item already is a (B, T) batch, in stream order (never shuffled:
         # the carried hidden state must see the windows in order).
+        rank, world = replica(self)
+        rows = slice(rank * streams, (rank + 1) * streams)
         return DataLoader(
-            StreamWindows(ids, streams, self.bptt),
+            StreamWindows(ids, streams * world, self.bptt, rows),
             batch_size=None,
             shuffle=False,
             num_workers=self.num_workers,

@@ -8,9 +8,13 @@ optimizer and scheduler are Hydra `_partial_` dicts, instantiated here with the 
 from __future__ import annotations
 
 import inspect
+import math
+import random
 from typing import Any
 
 import lightning as L
+import torch
+from torch import Tensor
 
 from rnnlab.models import InputEncoder, RecurrentBackbone
 from rnnlab.utils import build
@@ -36,6 +40,41 @@ class BaseTask(L.LightningModule):
             embedding_dim, vocab_size, num_features, pad_id, embedding_dropout
         )
         self.backbone = RecurrentBackbone(self.encoder.output_size + extra_inputs, **model)
+
+    def diverged(self, what: str) -> FloatingPointError:
+        return FloatingPointError(
+            f"non-finite {what} at epoch {self.current_epoch}, step {self.global_step}: "
+            "training stopped; the checkpoints saved so far hold finite weights. Lower "
+            "task.optimizer.lr, keep trainer.gradient_clip_val, or try trainer.precision=32-true."
+        )
+
+    def on_before_backward(self, loss: Tensor) -> None:
+        """Stop at the first non-finite loss, before it reaches the weights."""
+        if not math.isfinite(float(loss.detach())):
+            raise self.diverged(f"training loss ({float(loss)})")
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then stop if the update itself overflowed, before any checkpoint is written."""
+        super().optimizer_step(*args, **kwargs)
+        if not all(bool(torch.isfinite(p).all()) for p in self.parameters()):
+            raise self.diverged("weights after the optimizer step")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Random state at the save, so a run resumed mid-epoch draws the same dropout masks as
+        # an uninterrupted one (plain tensors and ints: loads with weights_only=True).
+        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Applied at the first training batch after resuming: the sanity check and the new
+        # DataLoader iterator draw from the global generator before it.
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        states = getattr(self, "_rng_to_restore", None)
+        if states:
+            torch.set_rng_state(states["torch"])
+            random.setstate(states["python"])
+            self._rng_to_restore = None
 
     def configure_optimizers(self) -> Any:
         optimizer = build(self.hparams.optimizer or DEFAULT_OPTIMIZER)(params=self.parameters())

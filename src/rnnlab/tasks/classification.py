@@ -61,6 +61,7 @@ class ClassificationTask(BaseTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         if class_weighting and not class_counts:
             raise ValueError("task.class_weighting=true needs class counts from the data")
         weights = None
@@ -102,11 +103,9 @@ class ClassificationTask(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)
 
-    def on_train_start(self) -> None:
-        # The sanity check's validation must not count towards the best score.
-        self.val_acc_best.reset()
-
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # the sanity check must not count towards the best
+            return
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
 

@@ -100,6 +100,7 @@ class ForecastingTask(BaseTask):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_mse_best = MinMetric()
+        self.val_mse_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.test_windows = SumMetric()
 
     def forward(self, inputs: Tensor) -> Tensor:

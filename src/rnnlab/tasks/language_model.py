@@ -81,6 +81,7 @@ class LanguageModelTask(BaseTask):
         self.state: State = None
         self.val_loss = MeanMetric()
         self.val_loss_best = MinMetric()
+        self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
 
     def forward(
         self,
