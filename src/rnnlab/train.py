@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.allocator import tune_malloc
+from rnnlab.callbacks import OptunaPruning
 from rnnlab.data.spec import DataSpec
 from rnnlab.models import RecurrentBackbone
 from rnnlab.utils import build
@@ -135,6 +136,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     task = build_task(cfg, datamodule.spec)
     save_data_state(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"))
+    trial = cfg.get("optuna_trial") or {}
+    if trial.get("storage") and cfg.get("pruner"):  # a trial of rnnlab's Optuna sweeper
+        callbacks.append(
+            OptunaPruning(
+                trial.storage,
+                trial.study,
+                trial.trial_id,
+                monitor=cfg.task.monitor,
+                pruner=build(cfg.pruner),
+            )
+        )
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses an LR monitor without a logger; logger=none means none
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]

@@ -1,0 +1,28 @@
+"""Optuna pruning inside a trial run by rnnlab's sweeper (see rnnlab/sweeper.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import optuna
+
+
+class OptunaPruning(L.Callback):
+    """Reports `monitor` to the trial after every validation epoch; stops it when the study's
+    pruner says so, raising `optuna.TrialPruned` (the sweeper records the trial as PRUNED)."""
+
+    def __init__(self, storage: str, study: str, trial_id: int, monitor: str, pruner: Any) -> None:
+        study_ = optuna.load_study(study_name=study, storage=storage, pruner=pruner)
+        self.trial = optuna.trial.Trial(study_, trial_id)
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        epoch = trainer.current_epoch
+        if trainer.is_global_zero:
+            self.trial.report(value, step=epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} with {self.monitor}={value:.4f}")

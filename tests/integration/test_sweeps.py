@@ -1,0 +1,146 @@
+"""Optuna sweeps through Hydra: resumable SQLite studies, failures, pruning, summaries, grid."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from rnnlab.sweeper import grid, search_space
+from tests.conftest import ROOT
+
+TINY = [
+    "data.num_train=128",
+    "data.num_val=64",
+    "data.num_test=64",
+    "trainer.max_epochs=2",
+    "logger=csv",
+    "~callbacks.progress_bar",
+]
+
+
+def sweep(tmp_path, *overrides, check=True):
+    result = subprocess.run(
+        [sys.executable, "train.py", "-m", *TINY, f"paths.log_dir={tmp_path}", *overrides],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def study(tmp_path, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/sweeps/optuna.db")
+
+
+def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
+    sweep(tmp_path, "hparams_search=tpe", "hydra.sweeper.n_trials=4", "pruner=null")
+    assert len(study(tmp_path, "tpe_recall").trials) == 4
+    sweep(tmp_path, "hparams_search=tpe", "hydra.sweeper.n_trials=6", "pruner=null")
+    trials = study(tmp_path, "tpe_recall").trials
+    assert len(trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # trials are run directories named by their parameters
+    runs = next((tmp_path / "train" / "multiruns").iterdir())
+    assert any("cell=" in run.name and "lr=" in run.name for run in runs.iterdir())
+
+    summary = tmp_path / "summary"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/summarize_sweep.py",
+            "--storage",
+            f"sqlite:///{tmp_path}/sweeps/optuna.db",
+            "--study",
+            "tpe_recall",
+            "--out",
+            str(summary),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (summary / "summary.md").read_text().splitlines()
+    assert len(table) == 2 + 6 and "| 1 |" in table[2]
+    assert (summary / "summary.csv").is_file()
+    assert {p.name for p in summary.glob("*.png")} >= {"history.png", "value_by_cell.png"}
+    result = subprocess.run(
+        [sys.executable, "scripts/summarize_sweep.py", str(runs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (runs / "summary.md").is_file() and list(runs.glob("*.png"))
+
+
+def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
+    sweep(
+        tmp_path,
+        "hparams_search=grid",
+        # values given on the command line fix three of the grid's keys: a grid of 3 sizes
+        "model.cell=gru",
+        "model.num_layers=1",
+        "task.optimizer.lr=0.001",
+        "model.hidden_size=choice(8, -1, 12)",  # -1 fails
+        "hydra.sweeper.max_failure_rate=0.5",
+    )
+    states = sorted(t.state.name for t in study(tmp_path, "grid_recall").trials)
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]
+
+
+def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
+    sweep(
+        tmp_path,
+        "hparams_search=tpe",
+        "hydra.sweeper.n_trials=2",
+        # a threshold pruner (accuracy never reaches 2), pruning from the second epoch
+        "pruner._target_=optuna.pruners.ThresholdPruner",
+        "~pruner.n_startup_trials",
+        "+pruner.lower=2.0",
+    )
+    trials = study(tmp_path, "tpe_recall").trials
+    assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
+    assert all(t.intermediate_values for t in trials)  # reported before being stopped
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("hydra.sweeper.params={model.hiden_size:'choice(8, 16)'}", "model.hiden_size"),
+        ("hydra.sweeper.params={model.hidden_size:'choice()'}", "hidden_size"),
+        ("hydra.sweeper.storage='postgresql://nobody@127.0.0.1:9/none'", "hydra.sweeper.storage"),
+    ],
+    ids=["unknown-key", "empty-choice", "bad-storage"],
+)
+def test_bad_sweep_input_fails_before_any_trial(tmp_path, override, message):
+    result = sweep(tmp_path, "hparams_search=grid", override, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Launching" not in result.stderr + result.stdout
+
+
+def test_grid_preset_enumerates_the_54_tutorial_configurations(make_cfg):
+    make_cfg(["hparams_search=grid"])
+    from hydra.core.hydra_config import HydraConfig
+
+    params = HydraConfig.get().sweeper.params
+    distributions, fixed, _ = search_space(params)
+    space = grid(distributions)
+    assert space == {
+        "model.hidden_size": [64, 128, 256],
+        "model.num_layers": [1, 2, 3],
+        "task.optimizer.lr": [0.001, 0.0001],
+        "model.cell": ["rnn", "lstm", "gru"],
+    }
+    combinations = set(itertools.product(*space.values()))
+    assert len(combinations) == 54 and not fixed
