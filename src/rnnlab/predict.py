@@ -14,6 +14,7 @@ import torch
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
 from rnnlab.tasks import ClassificationTask, LanguageModelTask
+from rnnlab.utils import read_checkpoint
 
 
 @dataclass
@@ -24,10 +25,7 @@ class Prediction:
 
 def text_state(ckpt_path: str | Path) -> dict:
     """The datamodule state (vocabulary, tokeniser, labels) stored in a checkpoint."""
-    ckpt_path = Path(ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(ckpt_path)!r} is not a file")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(ckpt_path)
     for value in checkpoint.values():
         if isinstance(value, dict) and value.get("vocab") and "tokenizer" in value:
             return value

@@ -25,7 +25,7 @@ from rnnlab.allocator import tune_malloc
 from rnnlab.callbacks import OptunaPruning
 from rnnlab.data.spec import DataSpec
 from rnnlab.models import RecurrentBackbone
-from rnnlab.utils import build
+from rnnlab.utils import build, read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     save_resolved_config(cfg)
 
+    if cfg.get("ckpt_path") and cfg.ckpt_path not in ("last", "hpc"):
+        read_checkpoint(cfg.ckpt_path)  # a resume from a bad file fails before any data loads
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -229,8 +231,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ValueError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
     tune_malloc()
     ckpt_path = Path(cfg.ckpt_path)
-    if not ckpt_path.is_file():
-        raise FileNotFoundError(f"ckpt_path={str(ckpt_path)!r} is not a file")
+    read_checkpoint(ckpt_path)
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("test")

@@ -92,3 +92,12 @@ def test_command_line_reports_a_bad_preset():
     )
     assert result.returncode != 0
     assert "model/lstmm" in result.stderr
+
+
+def test_slurm_launcher_preset_composes(make_cfg):
+    from hydra.core.hydra_config import HydraConfig
+
+    make_cfg(["hydra/launcher=slurm", "trainer=ddp"])
+    launcher = HydraConfig.get().launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.tasks_per_node == 1 and launcher.max_num_timeout == 3
