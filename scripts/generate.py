@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from rnnlab.predict import Generator
+from rnnlab.predict import Generator, parse_options
 
 DEFAULTS = {
     "prompt": None,
@@ -25,14 +25,7 @@ DEFAULTS = {
 
 
 def main() -> None:
-    options = dict(DEFAULTS)
-    for argument in sys.argv[1:]:
-        key, sep, value = argument.partition("=")
-        if not sep or key not in (*DEFAULTS, "ckpt_path"):
-            sys.exit(f"unknown argument {argument!r}; keys: ckpt_path, {', '.join(DEFAULTS)}")
-        options[key] = value
-    if "ckpt_path" not in options:
-        sys.exit("ckpt_path=PATH is required")
+    options = parse_options(sys.argv[1:], DEFAULTS)
     try:
         generator = Generator(options["ckpt_path"])
         prompt = options["prompt"] if options["prompt"] is not None else generator.default_prompt

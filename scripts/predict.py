@@ -9,24 +9,16 @@ from __future__ import annotations
 
 import sys
 
-from rnnlab.predict import Classifier
-
-
-def parse(arguments: list[str]) -> dict[str, str]:
-    options = {}
-    for argument in arguments:
-        key, sep, value = argument.partition("=")
-        if not sep or key not in ("ckpt_path", "text"):
-            sys.exit(f"unknown argument {argument!r}; usage: ckpt_path=PATH [text=TEXT]")
-        options[key] = value
-    if "ckpt_path" not in options:
-        sys.exit("ckpt_path=PATH is required")
-    return options
+from rnnlab.predict import Classifier, parse_options
 
 
 def main() -> None:
-    options = parse(sys.argv[1:])
-    texts = [options["text"]] if "text" in options else [line.rstrip("\n") for line in sys.stdin]
+    options = parse_options(sys.argv[1:], {"text": None})
+    texts = (
+        [options["text"]]
+        if options["text"] is not None
+        else [line.rstrip("\n") for line in sys.stdin]
+    )
     try:
         classifier = Classifier(options["ckpt_path"])
         predictions = classifier(texts)

@@ -6,6 +6,7 @@ The vocabulary and tokeniser settings travel inside the checkpoint (the datamodu
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import torch
 
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
-from rnnlab.tasks import ClassificationTask, LanguageModelTask
+from rnnlab.tasks import ClassificationTask, LanguageModelTask, TranslationTask
+from rnnlab.tasks.translation import detokenize
 from rnnlab.utils import read_checkpoint
 
 
@@ -23,13 +25,26 @@ class Prediction:
     probability: float
 
 
-def text_state(ckpt_path: str | Path) -> dict:
-    """The datamodule state (vocabulary, tokeniser, labels) stored in a checkpoint."""
+def parse_options(arguments: list[str], defaults: dict[str, str | None]) -> dict[str, str]:
+    """`key=value` command-line arguments; `ckpt_path` is required; exits on anything else."""
+    options = dict(defaults)
+    for argument in arguments:
+        key, sep, value = argument.partition("=")
+        if not sep or key not in (*defaults, "ckpt_path"):
+            sys.exit(f"unknown argument {argument!r}; keys: ckpt_path, {', '.join(defaults)}")
+        options[key] = value
+    if "ckpt_path" not in options:
+        sys.exit("ckpt_path=PATH is required")
+    return options
+
+
+def text_state(ckpt_path: str | Path, vocab_key: str = "vocab") -> dict:
+    """The datamodule state (vocabularies, tokeniser, labels) stored in a checkpoint."""
     checkpoint = read_checkpoint(ckpt_path)
     for value in checkpoint.values():
-        if isinstance(value, dict) and value.get("vocab") and "tokenizer" in value:
+        if isinstance(value, dict) and value.get(vocab_key) and "tokenizer" in value:
             return value
-    raise ValueError(f"{ckpt_path} holds no vocabulary: it was not trained on text data")
+    raise ValueError(f"{ckpt_path} holds no {vocab_key}: it was not trained on this kind of data")
 
 
 class Classifier:
@@ -120,3 +135,50 @@ class Generator:
             stop_id=self.vocab.index[EOS] if self.sequences else None,
         )
         return "".join(self.vocab.decode(ids))
+
+
+class Translator:
+    """A translation checkpoint with its tokeniser and both vocabularies."""
+
+    def __init__(self, ckpt_path: str | Path) -> None:
+        state = text_state(ckpt_path, "source_vocab")
+        self.tokenizer = tokenizer_from_config(state["tokenizer"])
+        self.source_vocab = Vocabulary(state["source_vocab"])
+        self.target_vocab = Vocabulary(state["target_vocab"])
+        self.max_src_len = state["max_src_len"]
+        self.task = TranslationTask.load_from_checkpoint(ckpt_path, map_location="cpu")
+        self.task.eval()
+
+    def unknown_words(self, text: str) -> list[str]:
+        """Source words the model has no embedding for (they are read as `<unk>`)."""
+        return sorted({w for w in self.tokenizer(text) if w not in self.source_vocab.index})
+
+    def __call__(
+        self, texts: list[str], beam_size: int = 1, length_penalty: float | None = None
+    ) -> list[str]:
+        """Translations in input order; an empty source translates to an empty string."""
+        encoded = []
+        for text in texts:
+            ids = self.source_vocab.encode(self.tokenizer(text))
+            if len(ids) > self.max_src_len:
+                raise ValueError(
+                    f"a source of {len(ids)} words is longer than data.max_src_len="
+                    f"{self.max_src_len}: split it into sentences"
+                )
+            encoded.append(ids)
+        todo = [i for i, ids in enumerate(encoded) if ids]
+        results = [""] * len(texts)
+        if not todo:
+            return results
+        batch = PadCollate(self.source_vocab.pad_id)(
+            [(torch.tensor(encoded[i]), torch.tensor(0)) for i in todo]
+        )
+        if beam_size > 1:
+            outputs = self.task.beam_search(
+                batch["inputs"], batch["lengths"], beam_size, length_penalty
+            )
+        else:
+            outputs, _ = self.task.greedy(batch["inputs"], batch["lengths"])
+        for i, ids in zip(todo, outputs, strict=True):
+            results[i] = detokenize(self.target_vocab.decode(ids))
+        return results

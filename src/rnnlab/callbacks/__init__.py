@@ -1,6 +1,7 @@
 """rnnlab's own callbacks; Lightning's built-ins are configured in conf/callbacks/."""
 
+from rnnlab.callbacks.attention_map import AttentionMap
 from rnnlab.callbacks.pruning import OptunaPruning
 from rnnlab.callbacks.text_samples import TextSamples
 
-__all__ = ["OptunaPruning", "TextSamples"]
+__all__ = ["AttentionMap", "OptunaPruning", "TextSamples"]

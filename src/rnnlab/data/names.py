@@ -17,7 +17,6 @@ import zipfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +196,7 @@ class NameGenerationDataModule(NamesDataModule):
     """
 
     def build_vocab(self, tokenized: Iterable[list[str]]) -> Vocabulary:
-        return Vocabulary.build(chain(tokenized, [[BOS, EOS]]))
+        return Vocabulary.build(tokenized, specials=(BOS, EOS))
 
     def encode(self, name: str) -> list[int]:
         return self.vocab.encode([BOS, *self.tokenizer(name), EOS])

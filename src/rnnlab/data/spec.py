@@ -10,12 +10,14 @@ class DataSpec:
     """Sizes that flow from data to model.
 
     vocab_size / pad_id: token input (an embedding table); num_features: real-valued input.
+    target_vocab_size: the output vocabulary of a sequence-to-sequence task.
     num_classes: classification targets. horizon / lookback: forecasting steps out and in.
     labels: class names, in class-id order, for confusion matrices and predictions.
     class_counts: training examples per class, for class-weighted losses.
     """
 
     vocab_size: int | None = None
+    target_vocab_size: int | None = None
     num_features: int | None = None
     num_classes: int | None = None
     pad_id: int = 0

@@ -79,21 +79,28 @@ class Vocabulary:
 
     @classmethod
     def build(
-        cls, tokenized: Iterable[Sequence[str]], max_size: int | None = None, min_freq: int = 1
+        cls,
+        tokenized: Iterable[Sequence[str]],
+        max_size: int | None = None,
+        min_freq: int = 1,
+        specials: Sequence[str] = (),
     ) -> Vocabulary:
-        """From tokenised training texts: the `max_size` most frequent with count >= min_freq."""
+        """From tokenised training texts: the `max_size` most frequent with count >= min_freq.
+
+        `specials` (e.g. `<s>`, `</s>`) follow `<pad>` and `<unk>`: ids 2, 3, ...
+        """
         counts = Counter()
         for tokens in tokenized:
             counts.update(tokens)
-        counts.pop(PAD, None)
-        counts.pop(UNK, None)
+        for token in (PAD, UNK, *specials):
+            counts.pop(token, None)
         ranked = sorted(
             (item for item in counts.items() if item[1] >= min_freq),
             key=lambda item: (-item[1], item[0]),
         )
         if max_size is not None:
-            ranked = ranked[: max(0, max_size - 2)]
-        return cls([PAD, UNK, *(token for token, _ in ranked)])
+            ranked = ranked[: max(0, max_size - 2 - len(specials))]
+        return cls([PAD, UNK, *specials, *(token for token, _ in ranked)])
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -3,5 +3,6 @@
 from rnnlab.tasks.classification import ClassificationTask
 from rnnlab.tasks.forecasting import ForecastingTask
 from rnnlab.tasks.language_model import LanguageModelTask
+from rnnlab.tasks.translation import TranslationTask
 
-__all__ = ["ClassificationTask", "ForecastingTask", "LanguageModelTask"]
+__all__ = ["ClassificationTask", "ForecastingTask", "LanguageModelTask", "TranslationTask"]

@@ -1,0 +1,237 @@
+"""Multi30k (WMT16 multimodal task 1) sentence pairs for translation, German -> English by default.
+
+Local copy: `data.data_dir` (or `$RNNLAB_DATA_DIR`) holding `multi30k/{train,val,test2016}.{de,en}`,
+one sentence a line, line i of one language translating line i of the other; otherwise the files
+are downloaded from the dataset's repository into the cache. Word-level, lower-cased
+tokenisation with punctuation split off; one vocabulary per language from the training pairs
+only (`min_freq`), the target's with `<s>` = 2 and `</s>` = 3.
+
+A batch: `inputs` (B, S) padded source ids with `lengths`, `targets` (B, T) padded
+``<s> ... </s>`` ids with `target_lengths`, and `index` (the line number), in length buckets of
+source length.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from rnnlab.data.base import SequenceDataModule, batch_loader
+from rnnlab.data.spec import DataSpec
+from rnnlab.data.text import find_local
+from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, WordTokenizer
+
+log = logging.getLogger(__name__)
+
+MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
+SPLIT_FILES = {"train": "train", "val": "val", "test": "test2016"}
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """(source ids, target ids) pairs; `lengths` are the source lengths (for bucketing)."""
+
+    def __init__(self, sources: list[Tensor], targets: list[Tensor]) -> None:
+        self.sources = sources
+        self.targets = targets
+        self.lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
+        return self.sources[index], self.targets[index], index
+
+
+def collate_pairs(examples: list[tuple[Tensor, Tensor, int]], pad_id: int = 0) -> dict[str, Tensor]:
+    """Padded pairs; `index` maps each row back to its line (evaluation batches are sorted)."""
+    sources, targets, indices = zip(*examples, strict=True)
+    pad = torch.nn.utils.rnn.pad_sequence
+    return {
+        "index": torch.tensor(indices),
+        "inputs": pad(list(sources), batch_first=True, padding_value=pad_id),
+        "lengths": torch.tensor([len(s) for s in sources]),
+        "targets": pad(list(targets), batch_first=True, padding_value=pad_id),
+        "target_lengths": torch.tensor([len(t) for t in targets]),
+    }
+
+
+def read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not valid UTF-8 ({error.reason})") from error
+
+
+class Multi30kDataModule(SequenceDataModule):
+    """Source -> target sentence pairs, vocabularies from train, length-bucketed batches."""
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        cache_dir: str = "outputs/cache",
+        source: str = "de",
+        target: str = "en",
+        lowercase: bool = True,
+        min_freq: int = 2,
+        max_src_len: int = 100,
+        url: str = MULTI30K_URL,
+        **loader_kwargs,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        if source == target:
+            raise ValueError(f"data.source and data.target are both {source!r}")
+        if max_src_len < 1:
+            raise ValueError(f"data.max_src_len must be >= 1, got {max_src_len}")
+        self.data_dir = data_dir
+        self.cache_dir = Path(cache_dir)
+        self.source = source
+        self.target = target
+        self.min_freq = min_freq
+        self.max_src_len = max_src_len
+        self.url = url
+        self.tokenizer = WordTokenizer(lowercase=lowercase)
+        self.source_vocab: Vocabulary | None = None
+        self.target_vocab: Vocabulary | None = None
+        self.raw: dict[str, tuple[list[str], list[str]]] = {}
+
+    def folder(self) -> Path:
+        local = find_local(self.data_dir, "multi30k", f"train.{self.source}")
+        if local is not None:
+            return local
+        folder = self.cache_dir / "multi30k"
+        for stem in SPLIT_FILES.values():
+            for language in (self.source, self.target):
+                path = folder / f"{stem}.{language}"
+                if path.is_file():
+                    continue
+                folder.mkdir(parents=True, exist_ok=True)
+                url = self.url.format(file=f"{stem}.{language}.gz")
+                try:
+                    import gzip
+
+                    with urllib.request.urlopen(url) as response:
+                        path.write_bytes(gzip.decompress(response.read()))
+                except OSError as error:
+                    raise FileNotFoundError(
+                        f"no multi30k/train.{self.source} under data.data_dir={self.data_dir!r} "
+                        f"and downloading {url} failed: {error}. Point data.data_dir (or "
+                        "RNNLAB_DATA_DIR) at a folder holding multi30k/."
+                    ) from error
+        return folder
+
+    def prepare_data(self) -> None:
+        self.folder()
+
+    def read_split(self, split: str) -> tuple[list[str], list[str]]:
+        """Aligned (source, target) sentences; pairs empty on both sides are dropped."""
+        folder = self.folder()
+        stem = SPLIT_FILES[split]
+        paths = [folder / f"{stem}.{language}" for language in (self.source, self.target)]
+        for path in paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing (data.data_dir, data.source/target)")
+        sources, targets = (read_lines(path) for path in paths)
+        for lines in (sources, targets):  # a final newline is not a sentence
+            if lines and not lines[-1].strip():
+                lines.pop()
+        if len(sources) != len(targets):
+            raise ValueError(
+                f"{paths[0]} has {len(sources)} lines but {paths[1]} has {len(targets)}: "
+                "the files must be line-aligned translations"
+            )
+        pairs = [(s.strip(), t.strip()) for s, t in zip(sources, targets, strict=True)]
+        kept = [(s, t) for s, t in pairs if s and t]
+        if len(kept) < len(pairs):
+            log.warning(
+                "multi30k %s: dropped %d pairs with an empty side", split, len(pairs) - len(kept)
+            )
+        return [s for s, _ in kept], [t for _, t in kept]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        self.raw = {split: self.read_split(split) for split in SPLIT_FILES}
+        train_sources, train_targets = self.raw["train"]
+        self.source_vocab = Vocabulary.build(
+            (self.tokenizer(s) for s in train_sources), min_freq=self.min_freq
+        )
+        self.target_vocab = Vocabulary.build(
+            (self.tokenizer(t) for t in train_targets),
+            min_freq=self.min_freq,
+            specials=(BOS, EOS),
+        )
+        sets = {}
+        for split, (sources, targets) in self.raw.items():
+            source_ids = [self.encode_source(s) for s in sources]
+            target_ids = [self.encode_target(t) for t in targets]
+            if split == "train":
+                keep = [i for i, ids in enumerate(source_ids) if len(ids) <= self.max_src_len]
+                if len(keep) < len(source_ids):
+                    log.warning(
+                        "multi30k train: dropped %d pairs with sources over data.max_src_len=%d",
+                        len(source_ids) - len(keep),
+                        self.max_src_len,
+                    )
+                source_ids = [source_ids[i] for i in keep]
+                target_ids = [target_ids[i] for i in keep]
+            else:
+                source_ids = [ids[: self.max_src_len] for ids in source_ids]
+            sets[split] = PairDataset(
+                [torch.tensor(ids) for ids in source_ids], [torch.tensor(ids) for ids in target_ids]
+            )
+        self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
+        self._spec = DataSpec(
+            vocab_size=len(self.source_vocab),
+            target_vocab_size=len(self.target_vocab),
+            pad_id=Vocabulary.pad_id,
+        )
+        log.info(
+            "multi30k %s->%s: %d/%d/%d pairs, vocabularies %d/%d",
+            self.source,
+            self.target,
+            *(len(sets[s]) for s in ("train", "val", "test")),
+            len(self.source_vocab),
+            len(self.target_vocab),
+        )
+
+    def encode_source(self, text: str) -> list[int]:
+        ids = self.source_vocab.encode(self.tokenizer(text))
+        return ids or [Vocabulary.unk_id]  # a sentence of only unknown symbols still has a step
+
+    def encode_target(self, text: str) -> list[int]:
+        return self.target_vocab.encode([BOS, *self.tokenizer(text), EOS])
+
+    def references(self, split: str) -> list[str]:
+        """The raw target sentences of a split, for BLEU."""
+        if split not in self.raw:
+            self.setup()
+        return self.raw[split][1]
+
+    def _loader(self, dataset, train: bool):
+        if dataset is None:
+            raise RuntimeError("Multi30kDataModule.setup() must run before its dataloaders")
+        return batch_loader(
+            self,
+            dataset,
+            dataset.lengths,
+            self.batch_size,
+            train,
+            bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
+            seed=self.seed,
+            collate_fn=collate_pairs,
+            num_workers=self.num_workers,
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "source_vocab": self.source_vocab.tokens if self.source_vocab else None,
+            "target_vocab": self.target_vocab.tokens if self.target_vocab else None,
+            "tokenizer": self.tokenizer.config(),
+            "max_src_len": self.max_src_len,
+            "source": self.source,
+            "target": self.target,
+        }
