@@ -197,6 +197,9 @@ def log_hparams(loggers: list[Logger], hparams: dict[str, Any], metrics: dict[st
         for key, value in metrics.items()
         if key.startswith(("val/", "test/")) and math.isfinite(value)
     }
+    best = next((k for k in metrics if k.startswith("val/") and k.endswith("_best")), None)
+    if best is not None and math.isfinite(metrics[best]):
+        hp_metrics["hp/val_best"] = metrics[best]  # the monitored metric's best, any task
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(hparams, hp_metrics)

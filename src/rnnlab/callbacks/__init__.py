@@ -1,7 +1,9 @@
 """rnnlab's own callbacks; Lightning's built-ins are configured in conf/callbacks/."""
 
 from rnnlab.callbacks.attention_map import AttentionMap
+from rnnlab.callbacks.gradient_flow import GradientFlow
+from rnnlab.callbacks.histograms import Histograms
 from rnnlab.callbacks.pruning import OptunaPruning
 from rnnlab.callbacks.text_samples import TextSamples
 
-__all__ = ["AttentionMap", "OptunaPruning", "TextSamples"]
+__all__ = ["AttentionMap", "GradientFlow", "Histograms", "OptunaPruning", "TextSamples"]

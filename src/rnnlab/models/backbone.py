@@ -23,6 +23,7 @@ set of parameters and a checkpoint trained with one loads into the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,6 +114,8 @@ class RecurrentBackbone(nn.Module):
                 )
             )
         self.dropout = nn.Dropout(dropout)
+        # called with dL/dx (B, T, F) of the input in training: rnnlab.callbacks.GradientFlow
+        self.input_grad_hook: Callable[[Tensor], None] | None = None
         if cell == "lstm":
             self.init_forget_bias(forget_bias)
 
@@ -144,6 +147,8 @@ class RecurrentBackbone(nn.Module):
     ) -> BackboneOutput:
         """x: (B, T, F) right-padded; lengths: (B,) valid steps (None: all T); state as torch's."""
         batch, steps = x.shape[:2]
+        if self.input_grad_hook is not None and x.requires_grad:
+            x.register_hook(self.input_grad_hook)
         ragged = lengths is not None and bool((lengths != steps).any())
         if lengths is None:
             lengths = torch.full((batch,), steps, dtype=torch.long)

@@ -6,9 +6,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+)
 
 from rnnlab.models import Pooling
 from rnnlab.tasks.base import BaseTask
@@ -62,6 +67,7 @@ class ClassificationTask(BaseTask):
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
         if class_weighting and not class_counts:
             raise ValueError("task.class_weighting=true needs class counts from the data")
         weights = None
@@ -80,6 +86,8 @@ class ClassificationTask(BaseTask):
         logits = self(batch["inputs"], batch["lengths"])
         loss = F.cross_entropy(logits, batch["labels"], weight=self.class_weights)
         metrics.update(logits, batch["labels"])
+        if split == "val":
+            self.val_confusion.update(logits, batch["labels"])
         batch_size = batch["labels"].size(0)
         self.log(
             f"{split}/loss",
@@ -104,10 +112,38 @@ class ClassificationTask(BaseTask):
         self._step(batch, "test", self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute()
+        self.val_confusion.reset()
         if self.trainer.sanity_checking:  # the sanity check must not count towards the best
             return
         self.val_acc_best(self.val_metrics["acc"].compute())
         self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
+        if self.trainer.is_global_zero:
+            self.log_confusion_matrix(confusion)
+
+    def log_confusion_matrix(self, confusion: Tensor) -> None:
+        """The validation confusion matrix (rows: true class, normalised) as a TensorBoard image."""
+        loggers = [lg for lg in self.trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = self.hparams.labels or [str(i) for i in range(self.hparams.num_classes)]
+        rates = confusion.float() / confusion.sum(dim=1, keepdim=True).clamp(min=1)
+        size = 2 + 0.35 * len(labels)
+        figure, axis = plt.subplots(figsize=(size, size))
+        axis.imshow(rates.cpu().numpy(), cmap="Blues", vmin=0, vmax=1)
+        axis.set_xticks(range(len(labels)), labels, rotation=90)
+        axis.set_yticks(range(len(labels)), labels)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        figure.tight_layout()
+        for logger in loggers:
+            logger.experiment.add_figure("val/confusion_matrix", figure, self.global_step)
+        plt.close(figure)
 
     @torch.no_grad()
     def predict_proba(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
