@@ -284,6 +284,8 @@ class TranslationTask(BaseTask):
         return min(self.hparams.max_decode_len, int(lengths.max()) * 2 + 10)
 
     def _banned(self, logits: Tensor) -> Tensor:
+        """Float32 scores (bf16 autocast would blur close beams) with pad and `<s>` excluded."""
+        logits = logits.float()
         logits[:, [self.hparams.pad_id, self.hparams.bos_id]] = float("-inf")
         return logits
 
