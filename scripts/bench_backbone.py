@@ -1,13 +1,14 @@
 """Benchmark the backbone's padding strategies: training tokens/s of mask vs pack vs a full batch.
 
 Usage: python scripts/bench_backbone.py [--cell lstm] [--batch 64] [--hidden 256] [--steps 10]
-                                       [--malloc tuned|default]
+                                       [--malloc tuned|default] [--precision 32|bf16]
 
 Prints one JSON object: real (non-pad) tokens per second, forward + backward, for
   mask: right-padded batch through the fused kernel (exact; the CPU default),
   pack: pack_padded_sequence per layer and direction (exact; the CUDA default),
 and their ratio. Lengths are drawn like length-bucketed IMDb batches (within 5% of each
-other). `--malloc default` skips rnnlab's allocator tuning (see src/rnnlab/allocator.py).
+other). `--malloc default` skips rnnlab's allocator tuning (see src/rnnlab/allocator.py);
+`--precision bf16` runs under bf16 autocast, as `trainer.precision=bf16-mixed` does.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from rnnlab.allocator import tune_malloc
 from rnnlab.models import RecurrentBackbone
 
 
-def tokens_per_second(backbone, x, lengths, steps):
-    backbone(x, lengths).outputs.sum().backward()  # warm-up
+def tokens_per_second(backbone, x, lengths, steps, bf16=False):
+    def step():
+        backbone.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = backbone(x, lengths).outputs.float().sum()
+        loss.backward()
+
+    step()  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        backbone.zero_grad(set_to_none=True)
-        backbone(x, lengths).outputs.sum().backward()
+        step()
     return int(lengths.sum()) * steps / (time.perf_counter() - start)
 
 
@@ -41,6 +47,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=230)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--malloc", choices=["tuned", "default"], default="tuned")
+    parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     args = parser.parse_args()
     if args.malloc == "tuned":
         tune_malloc()
@@ -53,7 +60,7 @@ def main() -> None:
             args.embed, args.hidden, args.cell, bidirectional=args.bidirectional, padding=padding
         )
         results[f"{padding}_tokens_per_s"] = round(
-            tokens_per_second(backbone, x, lengths, args.steps)
+            tokens_per_second(backbone, x, lengths, args.steps, args.precision == "bf16")
         )
     results["mask_vs_pack"] = round(results["mask_tokens_per_s"] / results["pack_tokens_per_s"], 2)
     print(json.dumps(results))

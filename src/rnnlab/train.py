@@ -122,6 +122,34 @@ def save_resolved_config(cfg: DictConfig) -> None:
     OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
 
 
+def resume_checkpoint(cfg: DictConfig) -> str | None:
+    """The checkpoint `ckpt_path` names, checked before any data loads.
+
+    `ckpt_path=last` is the run directory's `checkpoints/last.ckpt` (none yet: start afresh, so
+    a requeued job can always pass it). A checkpoint trained with another `model` config is an
+    error naming the keys that differ.
+    """
+    path = cfg.get("ckpt_path")
+    if not path:
+        return None
+    if path == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            log.info("ckpt_path=last: no %s yet, starting from scratch", last)
+            return None
+        path = str(last)
+    stored = read_checkpoint(path).get("hyper_parameters", {}).get("model")
+    if stored is not None:
+        wanted = plain(cfg.model)
+        differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        if differ:
+            details = ", ".join(
+                f"model.{k}: {stored.get(k)!r} there, {wanted.get(k)!r} here" for k in differ
+            )
+            raise ValueError(f"ckpt_path={path} was trained with another model config ({details})")
+    return path
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; return every logged metric as floats."""
     tune_malloc()
@@ -130,8 +158,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         L.seed_everything(cfg.seed, workers=True)
     save_resolved_config(cfg)
 
-    if cfg.get("ckpt_path") and cfg.ckpt_path not in ("last", "hpc"):
-        read_checkpoint(cfg.ckpt_path)  # a resume from a bad file fails before any data loads
+    resume_from = resume_checkpoint(cfg)
     datamodule = build(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -158,7 +185,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     status = "failed"
     try:
         if cfg.get("train", True):
-            trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume_from)
             log.info(
                 "rank %d of %d: %d optimizer steps",
                 trainer.global_rank,

@@ -51,3 +51,15 @@ def test_unwritable_output_dir_fails_naming_the_path(tmp_path):
     assert result.returncode != 0
     assert f"{blocker}/run" in result.stderr
     assert "Not a directory" in result.stderr or "NotADirectoryError" in result.stderr
+
+
+def test_resuming_with_another_model_config_names_the_keys(make_cfg, checkpoint):
+    with pytest.raises(ValueError, match=r"another model config \(model.cell: 'lstm' there, 'gru'"):
+        train(make_cfg([*TINY_RECALL, f"ckpt_path={checkpoint}", "model=gru", "logger=none"]))
+
+
+def test_ckpt_path_last_without_a_checkpoint_starts_from_scratch(make_cfg):
+    metrics = train(
+        make_cfg([*TINY_RECALL, "ckpt_path=last", "trainer.max_epochs=1", "logger=none"])
+    )
+    assert 0.0 <= metrics["test/acc"] <= 1.0

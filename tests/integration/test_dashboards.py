@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -82,3 +83,25 @@ def test_plot_runs_writes_one_png_per_metric(make_cfg, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p.name for p in out.glob("*.png")} >= {"val_acc.png", "val_loss.png"}
     assert all(name.startswith("val_") for name in (p.name for p in out.glob("*.png")))
+
+
+def test_reproduce_quick_writes_the_results_table(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "scripts/reproduce.py", "--quick", "--only", "recall_20-30", "ett_96"]
+        + ["--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "RNNLAB_DATA_DIR"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    table = (tmp_path / "results.md").read_text().splitlines()
+    assert len(table) == 2 + 4
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    for cell in ("rnn", "lstm", "gru"):
+        assert (
+            "acc " in rows[f"recall_20-30_{cell}"]
+            and "chance 0.125" in rows[f"recall_20-30_{cell}"]
+        )
+    assert "skipped: needs ett/" in rows["ett_96"]  # no data here: reported, not failed

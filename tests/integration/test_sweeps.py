@@ -105,8 +105,11 @@ def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
         "hydra.sweeper.n_trials=2",
         # a threshold pruner (accuracy never reaches 2), pruning from the second epoch
         "pruner._target_=optuna.pruners.ThresholdPruner",
-        "~pruner.n_startup_trials",
+        "~pruner.min_resource",
+        "~pruner.max_resource",
+        "~pruner.reduction_factor",
         "+pruner.lower=2.0",
+        "+pruner.n_warmup_steps=1",
     )
     trials = study(tmp_path, "tpe_recall").trials
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]

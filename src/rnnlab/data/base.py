@@ -150,9 +150,13 @@ class SequenceDataModule(L.LightningDataModule):
             # A window of one batch is plain shuffled batching: sorting inside a batch is a no-op.
             bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
             seed=self.seed,
-            collate_fn=PadCollate(self.spec.pad_id),
+            collate_fn=self.collate_fn(),
             num_workers=self.num_workers,
         )
+
+    def collate_fn(self) -> Callable:
+        """How examples become a batch: padded ids, lengths and labels."""
+        return PadCollate(self.spec.pad_id)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnlab.data.base import SequenceDataModule, batch_loader
+from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, WordTokenizer
@@ -211,20 +211,8 @@ class Multi30kDataModule(SequenceDataModule):
             self.setup()
         return self.raw[split][1]
 
-    def _loader(self, dataset, train: bool):
-        if dataset is None:
-            raise RuntimeError("Multi30kDataModule.setup() must run before its dataloaders")
-        return batch_loader(
-            self,
-            dataset,
-            dataset.lengths,
-            self.batch_size,
-            train,
-            bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
-            seed=self.seed,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
-        )
+    def collate_fn(self):
+        return collate_pairs
 
     def state_dict(self) -> dict:
         return {
