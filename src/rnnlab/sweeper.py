@@ -175,7 +175,16 @@ class PruningSweeperImpl(OptunaSweeperImpl):
             self.n_trials,
         )
         failures_allowed = math.floor(self.max_failure_rate * self.n_trials)
-        failures = 0
+        # failed trials of earlier runs of this study count against the budget too
+        failures = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
+
+        def tell(trial: optuna.Trial, **outcome: Any) -> None:
+            try:
+                study.tell(trial, **outcome)
+            except RuntimeError:  # GridSampler stops the study once the grid is covered
+                if not is_grid:
+                    raise
+
         to_go = self.n_trials - done
         while to_go > 0:
             batch = min(to_go, self.n_jobs)
@@ -189,31 +198,28 @@ class PruningSweeperImpl(OptunaSweeperImpl):
             returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             for trial, result in zip(trials, returns, strict=True):
+                error: BaseException | None = None
                 try:
                     value = float(result.return_value)
+                    if not math.isfinite(value):
+                        raise ValueError(f"the objective is {value}")
                 except optuna.TrialPruned:
-                    study.tell(trial, state=TrialState.PRUNED)
+                    tell(trial, state=TrialState.PRUNED)
                     log.info("trial %d pruned", trial.number)
                     continue
-                except Exception as error:  # the job's own exception, re-raised by JobReturn
-                    study.tell(trial, state=TrialState.FAIL)
-                    failures += 1
-                    log.warning("trial %d failed: %s", trial.number, error)
-                    if failures > failures_allowed:
-                        raise RuntimeError(
-                            f"{failures} trials failed, more than hydra.sweeper."
-                            f"max_failure_rate={self.max_failure_rate} x n_trials allows"
-                        ) from error
+                except Exception as caught:  # the job's own exception, re-raised by JobReturn
+                    error = caught
+                if error is None:
+                    tell(trial, values=[value])
                     continue
-                if not math.isfinite(value):
-                    study.tell(trial, state=TrialState.FAIL)
-                    failures += 1
-                    continue
-                try:
-                    study.tell(trial, values=[value])
-                except RuntimeError:  # GridSampler stops the study once the grid is covered
-                    if not is_grid:
-                        raise
+                tell(trial, state=TrialState.FAIL)
+                failures += 1
+                log.warning("trial %d failed: %s", trial.number, error)
+                if failures > failures_allowed:
+                    raise RuntimeError(
+                        f"{failures} trials of the study failed, more than hydra.sweeper."
+                        f"max_failure_rate={self.max_failure_rate} x n_trials allows"
+                    ) from error
             to_go -= batch
         self._write_results(study, directions)
 
@@ -276,7 +282,15 @@ class OptunaSweeper(Sweeper):
 def conditional_space(cfg: DictConfig, trial: optuna.Trial) -> None:
     """Parameters that exist only for some choices (`custom_search_space` of the tpe preset):
     the nonlinearity only for cell=rnn, dropout between layers only when num_layers > 1."""
-    if trial.params.get("model.cell") == "rnn":
+
+    def value(key: str) -> Any:  # swept, else fixed on the command line, else the config's
+        if key in trial.params:
+            return trial.params[key]
+        if key in trial.user_attrs:
+            return trial.user_attrs[key]
+        return OmegaConf.select(cfg, key)
+
+    if value("model.cell") == "rnn":
         trial.suggest_categorical("model.nonlinearity", ["tanh", "relu"])
-    if trial.params.get("model.num_layers", 1) > 1:
+    if int(value("model.num_layers") or 1) > 1:
         trial.suggest_float("model.dropout", 0.0, 0.5, step=0.1)

@@ -40,14 +40,16 @@ def checkpoint_step(path):
         return None
 
 
-def test_killed_run_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path):
+@pytest.mark.parametrize("scheduler", ["plateau", "onecycle"])
+def test_killed_run_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path, scheduler):
+    run = [*RUN, f"task/scheduler={scheduler}"]
     whole = tmp_path / "whole"
-    subprocess.run([*RUN, f"hydra.run.dir={whole}"], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run([*run, f"hydra.run.dir={whole}"], cwd=ROOT, check=True, capture_output=True)
     expected = json.loads((whole / "metrics.json").read_text())
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [*RUN, f"hydra.run.dir={killed}"],
+        [*run, f"hydra.run.dir={killed}"],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -71,7 +73,7 @@ def test_killed_run_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path):
     assert resumed_from % STEPS_PER_EPOCH != 0
 
     result = subprocess.run(
-        [*RUN, f"hydra.run.dir={killed}", "ckpt_path=last"],
+        [*run, f"hydra.run.dir={killed}", "ckpt_path=last"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -118,3 +120,34 @@ def test_checkpoints_load_with_weights_only(make_cfg, tmp_path):
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     assert math.isfinite(checkpoint["global_step"])
     ClassificationTask.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def test_training_batches_are_reshuffled_every_epoch(make_cfg):
+    """Lightning does not reach a batch sampler's set_epoch; the training loader sets it."""
+    import lightning as L
+
+    from rnnlab.utils import build
+
+    cfg = make_cfg([*TINY_RECALL, "trainer.max_epochs=3", "logger=none", "callbacks=none"])
+    datamodule = build(cfg.data)
+    datamodule.setup("fit")
+    first_batches = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 0:
+                first_batches.append(batch["inputs"][:, 0].tolist())
+
+    from rnnlab.train import build_task
+
+    trainer = L.Trainer(
+        max_epochs=3,
+        logger=False,
+        callbacks=[Record()],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        use_distributed_sampler=False,
+    )
+    trainer.fit(build_task(cfg, datamodule.spec), datamodule=datamodule)
+    assert len(first_batches) == 3
+    assert first_batches[0] != first_batches[1] != first_batches[2]

@@ -147,3 +147,19 @@ def test_grid_preset_enumerates_the_54_tutorial_configurations(make_cfg):
     }
     combinations = set(itertools.product(*space.values()))
     assert len(combinations) == 54 and not fixed
+
+
+def test_conditional_space_sees_values_fixed_on_the_command_line():
+    from omegaconf import OmegaConf
+
+    from rnnlab.sweeper import conditional_space
+
+    cfg = OmegaConf.create({"model": {"cell": "lstm", "num_layers": 1}})
+    trial = optuna.create_study().ask()
+    trial.set_user_attr("model.num_layers", 3)  # how the sweeper records a fixed value
+    trial.set_user_attr("model.cell", "rnn")
+    conditional_space(cfg, trial)
+    assert set(trial.params) == {"model.nonlinearity", "model.dropout"}
+    plain = optuna.create_study().ask()
+    conditional_space(cfg, plain)  # the config's lstm with one layer: nothing conditional
+    assert plain.params == {}

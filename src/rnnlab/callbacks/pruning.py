@@ -16,13 +16,18 @@ class OptunaPruning(L.Callback):
         study_ = optuna.load_study(study_name=study, storage=storage, pruner=pruner)
         self.trial = optuna.trial.Trial(study_, trial_id)
         self.monitor = monitor
+        self.reports = 0
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         value = float(trainer.callback_metrics[self.monitor])
-        epoch = trainer.current_epoch
-        if trainer.is_global_zero:
-            self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} with {self.monitor}={value:.4f}")
+        self.reports += 1  # one step per validation, also with val_check_interval < 1
+        prune = False
+        if trainer.is_global_zero:  # one rank reports and decides; the others follow it
+            self.trial.report(value, step=self.reports)
+            prune = self.trial.should_prune()
+        if trainer.strategy.broadcast(prune, src=0):
+            raise optuna.TrialPruned(
+                f"pruned after validation {self.reports} with {self.monitor}={value:.4f}"
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import lightning as L
+import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -50,13 +51,21 @@ class ResumableDataLoader(DataLoader):
         self._resume = dict(state) if state else None
 
     def __iter__(self):
-        iterator = super().__iter__()
+        """Set the sampler's epoch (Lightning only reaches `dataloader.sampler` and
+        `batch_sampler.sampler`, not a batch sampler itself) and skip what a resumed epoch
+        already consumed."""
         resume, self._resume = self._resume, None
-        if resume is None or self.trainer is None:
-            return iterator
-        skip = resume["batches"]
-        if resume["epoch"] != self.trainer.current_epoch or not 0 < skip < len(self):
-            return iterator  # saved at an epoch's end: the next epoch starts afresh
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        skip = 0
+        if resume:
+            if 0 < resume["batches"] < len(self):  # stopped mid-epoch: finish that epoch
+                epoch, skip = resume["epoch"], resume["batches"]
+            elif resume["batches"] >= len(self):  # saved at an epoch's end: the next one
+                epoch = resume["epoch"] + 1
+        set_epoch = getattr(self.batch_sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+        iterator = super().__iter__()
         for _ in range(skip):
             next(iterator)
         return iterator
@@ -99,6 +108,9 @@ def batch_loader(
     return loader(
         dataset,
         batch_sampler=sampler,
+        # its own generator: creating an iterator then draws nothing from the global one, so
+        # a resumed run's dropout masks line up with the uninterrupted run's
+        generator=torch.Generator().manual_seed(seed),
         collate_fn=collate_fn,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 MULTI30K_URL = "https://raw.githubusercontent.com/multi30k/dataset/master/data/task1/raw/{file}"
 SPLIT_FILES = {"train": "train", "val": "val", "test": "test2016"}
+# the file names of the dataset repository's data/task1/raw, per split
+REMOTE_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
 
 
 class PairDataset(torch.utils.data.Dataset):
@@ -103,13 +105,13 @@ class Multi30kDataModule(SequenceDataModule):
         if local is not None:
             return local
         folder = self.cache_dir / "multi30k"
-        for stem in SPLIT_FILES.values():
+        for split, stem in SPLIT_FILES.items():
             for language in (self.source, self.target):
                 path = folder / f"{stem}.{language}"
                 if path.is_file():
                     continue
                 folder.mkdir(parents=True, exist_ok=True)
-                url = self.url.format(file=f"{stem}.{language}.gz")
+                url = self.url.format(file=f"{REMOTE_FILES[split]}.{language}.gz")
                 try:
                     import gzip
 

@@ -62,7 +62,10 @@ class BaseTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Random state at the save, so a run resumed mid-epoch draws the same dropout masks as
         # an uninterrupted one (plain tensors and ints: loads with weights_only=True).
-        checkpoint["rng_states"] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        states = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            states["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint["rng_states"] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Applied at the first training batch after resuming: the sanity check and the new
@@ -74,6 +77,8 @@ class BaseTask(L.LightningModule):
         if states:
             torch.set_rng_state(states["torch"])
             random.setstate(states["python"])
+            if "cuda" in states and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(states["cuda"])
             self._rng_to_restore = None
 
     def configure_optimizers(self) -> Any:
@@ -89,6 +94,9 @@ class BaseTask(L.LightningModule):
             scheduler_cfg.get("total_steps") is None
         ):
             extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            # The estimate builds the training loader before a resumed run's loader state is
+            # restored; drop it so the fit loop rebuilds it and applies that state.
+            self.trainer.fit_loop._combined_loader = None
         scheduler = scheduler_factory(optimizer=optimizer, **extra)
         return {
             "optimizer": optimizer,

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
+from rnnlab.data.tokenizers import UNK
 from rnnlab.models.backbone import CELLS
 from rnnlab.tasks.base import BaseTask
 
@@ -126,8 +127,10 @@ class AttentionDecoder(nn.Module):
 
 
 def detokenize(tokens: list[str]) -> str:
-    """Our word tokens as text for SacreBLEU: rejoin the hyphens the tokeniser split off."""
-    return re.sub(r"(\w) - (?=\w)", r"\1-", " ".join(tokens))
+    """Our word tokens as text for SacreBLEU: rejoin the hyphens the tokeniser split off, and
+    write `<unk>` as one word (13a would split it into three and inflate the length)."""
+    words = ["unk" if token == UNK else token for token in tokens]
+    return re.sub(r"(\w) - (?=\w)", r"\1-", " ".join(words))
 
 
 class TranslationTask(BaseTask):
@@ -382,8 +385,8 @@ class TranslationTask(BaseTask):
                         break
                 if len(finished[b]) >= k or step == steps - 1:
                     closed[b] = True
-                    if not finished[b]:  # the maximum length: the best live hypotheses
-                        finished[b] = [
+                    if step == steps - 1:  # the maximum length: live hypotheses compete too
+                        finished[b] += [
                             (
                                 float(next_scores[b, j]) / penalty(step + 1),
                                 history[b * k + int(next_beam[b, j])] + [int(next_token[b, j])],
