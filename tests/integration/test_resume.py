@@ -83,6 +83,7 @@ def test_killed_run_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path, sche
     for key in ("test/acc", "test/loss", "val/acc_best"):
         assert resumed[key] == pytest.approx(expected[key], abs=1e-6), key
     assert checkpoint_step(last) == 3 * STEPS_PER_EPOCH
+    assert not list((killed / "checkpoints").glob("last-v*.ckpt"))  # one last.ckpt, newest wins
 
 
 def test_same_seed_deterministic_runs_give_identical_metrics(make_cfg, tmp_path):
