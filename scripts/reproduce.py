@@ -4,11 +4,15 @@
     python scripts/reproduce.py --quick            # reduced epochs and data: minutes
     python scripts/reproduce.py --only recall ett  # rows whose name starts with these
 
+    python scripts/reproduce.py --readme README.md # also put the table into the README
+
 Each row is one `python train.py ...` command, run in its own run directory under `--out`
 (default outputs/reproduce[_quick]); the table gives our number, the published anchor and its
-source, the wall time and the command. `results.md` is rewritten after every row, so an
+source, the wall time and the command. Results accumulate in `results.json` there: a run with
+`--only` replaces its own rows and keeps the others, so rows can be run one session at a time.
+`results.md` (every stored row, in the order below) is rewritten after every row, so an
 interrupted run keeps what finished. Rows whose data is missing (`RNNLAB_DATA_DIR`) are
-reported as skipped.
+reported as skipped; a skip never replaces a stored result.
 """
 
 from __future__ import annotations
@@ -144,21 +148,47 @@ def run(row: Row, out: Path, quick: bool) -> dict:
     return result | {"status": "ok", "values": {m: metrics.get(m) for m in row.metrics}}
 
 
-def table(results: list[dict]) -> str:
+def wall_time(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def table(results: dict[str, dict]) -> str:
+    """The markdown table of the stored results, in the order of ROWS."""
     lines = [
         "| experiment | result | published anchor | wall time | command |",
         "|---|---|---|---|---|",
     ]
-    for r in results:
+    for r in (results[row.name] for row in ROWS if row.name in results):
         if r["status"] == "ok":
             shown = ", ".join(
                 f"{k.split('/')[-1]} {v:.4g}" for k, v in r["values"].items() if v is not None
             )
         else:
             shown = r["status"]
-        seconds = f"{r['seconds']:.0f} s" if "seconds" in r else ""
+        seconds = wall_time(r["seconds"]) if "seconds" in r else ""
         lines.append(f"| {r['name']} | {shown} | {r['anchor']} | {seconds} | `{r['command']}` |")
     return "\n".join(lines) + "\n"
+
+
+def merge(stored: dict[str, dict], result: dict) -> None:
+    """Store a row's result; a skip (data missing here) keeps a result measured elsewhere."""
+    previous = stored.get(result["name"])
+    if result["status"].startswith("skipped") and previous and previous["status"] == "ok":
+        return
+    stored[result["name"]] = result
+
+
+README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
+
+
+def update_readme(readme: Path, text: str) -> None:
+    """Replace what stands between the README's reproduce markers with the table."""
+    content = readme.read_text()
+    if README_START not in content or README_END not in content:
+        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
+    head, rest = content.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    readme.write_text(f"{head}{README_START}\n{text}{README_END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,17 +196,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="reduced settings: minutes")
     parser.add_argument("--only", nargs="*", default=[], help="row name prefixes to run")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--readme", type=Path, help="a README with reproduce markers to update")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "outputs" / ("reproduce_quick" if args.quick else "reproduce")
     out.mkdir(parents=True, exist_ok=True)
     rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
-    results = []
+    store = out / "results.json"
+    results = json.loads(store.read_text()) if store.is_file() else {}
     for row in rows:
         print(f"{row.name} ...", file=sys.stderr, flush=True)
-        results.append(run(row, out, args.quick))
+        merge(results, run(row, out, args.quick))
+        store.write_text(json.dumps(results, indent=1))
         (out / "results.md").write_text(table(results))
+    if args.readme:
+        update_readme(args.readme, table(results))
     print(table(results))
 
 

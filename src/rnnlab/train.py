@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import optuna
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
@@ -166,14 +167,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     save_data_state(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"))
     trial = cfg.get("optuna_trial") or {}
-    if trial.get("storage") and cfg.get("pruner"):  # a trial of rnnlab's Optuna sweeper
+    if trial.get("storage"):  # a trial of rnnlab's Optuna sweeper
+        # every trial reports its learning curve (the dashboard plots it); pruner=null never stops
+        pruner = build(cfg.pruner) if cfg.get("pruner") else optuna.pruners.NopPruner()
         callbacks.append(
             OptunaPruning(
-                trial.storage,
-                trial.study,
-                trial.trial_id,
-                monitor=cfg.task.monitor,
-                pruner=build(cfg.pruner),
+                trial.storage, trial.study, trial.trial_id, monitor=cfg.task.monitor, pruner=pruner
             )
         )
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))

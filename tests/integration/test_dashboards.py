@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -86,9 +87,21 @@ def test_plot_runs_writes_one_png_per_metric(make_cfg, tmp_path):
 
 
 def test_reproduce_quick_writes_the_results_table(tmp_path):
+    # a row measured in an earlier run, where the data was present, and a README to update
+    measured = {
+        "name": "ett_96",
+        "command": "python train.py data=ett model=gru data.horizon=96",
+        "anchor": "DLinear 0.386",
+        "status": "ok",
+        "seconds": 50.0,
+        "values": {"test/mse": 0.379},
+    }
+    (tmp_path / "results.json").write_text(json.dumps({"ett_96": measured}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n<!-- reproduce:start -->\nold\n<!-- reproduce:end -->\nafter\n")
     result = subprocess.run(
         [sys.executable, "scripts/reproduce.py", "--quick", "--only", "recall_20-30", "ett_96"]
-        + ["--out", str(tmp_path)],
+        + ["--out", str(tmp_path), "--readme", str(readme)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -99,9 +112,17 @@ def test_reproduce_quick_writes_the_results_table(tmp_path):
     table = (tmp_path / "results.md").read_text().splitlines()
     assert len(table) == 2 + 4
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
+    assert list(rows) == ["ett_96", *(f"recall_20-30_{cell}" for cell in ("rnn", "lstm", "gru"))]
     for cell in ("rnn", "lstm", "gru"):
         assert (
             "acc " in rows[f"recall_20-30_{cell}"]
             and "chance 0.125" in rows[f"recall_20-30_{cell}"]
         )
-    assert "skipped: needs ett/" in rows["ett_96"]  # no data here: reported, not failed
+    # no data here: the row is skipped, and the skip keeps the result measured where it ran
+    assert "mse 0.379" in rows["ett_96"] and "skipped" not in rows["ett_96"]
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert set(stored) == set(rows)
+    text = readme.read_text()
+    assert text.startswith("# title\n<!-- reproduce:start -->\n| experiment |")
+    assert text.endswith("<!-- reproduce:end -->\nafter\n") and "old" not in text
+    assert "\n".join(table) in text
