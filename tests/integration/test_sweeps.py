@@ -46,6 +46,8 @@ def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
     trials = study(tmp_path, "tpe_recall").trials
     assert len(trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # without a pruner every trial still reports its learning curve, one value an epoch
+    assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
     # trials are run directories named by their parameters
     runs = next((tmp_path / "train" / "multiruns").iterdir())
     assert any("cell=" in run.name and "lr=" in run.name for run in runs.iterdir())
