@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -191,3 +192,27 @@ def test_class_weighting_balances_the_loss():
         ).class_weights
         is None
     )
+
+
+def test_label_smoothing_applies_to_the_training_loss_only(monkeypatch):
+    torch.manual_seed(0)
+    task = ClassificationTask(
+        num_classes=3, vocab_size=6, model={"hidden_size": 4}, label_smoothing=0.2
+    )
+    logged = {}
+    monkeypatch.setattr(task, "log", lambda name, value, **kwargs: logged.update({name: value}))
+    monkeypatch.setattr(task, "log_dict", lambda *args, **kwargs: None)
+    batch = {
+        "inputs": torch.tensor([[1, 2, 3], [4, 5, 0]]),
+        "lengths": torch.tensor([3, 2]),
+        "labels": torch.tensor([0, 2]),
+    }
+    logits = task(batch["inputs"], batch["lengths"])
+    smoothed = task.training_step(batch, 0)
+    task.validation_step(batch, 0)
+    torch.testing.assert_close(
+        smoothed, F.cross_entropy(logits, batch["labels"], label_smoothing=0.2)
+    )
+    torch.testing.assert_close(logged["val/loss"], F.cross_entropy(logits, batch["labels"]))
+    with pytest.raises(ValueError, match="task.label_smoothing"):
+        ClassificationTask(num_classes=3, vocab_size=6, model={"hidden_size": 4}, label_smoothing=1)

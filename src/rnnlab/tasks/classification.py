@@ -36,6 +36,7 @@ class ClassificationTask(BaseTask):
         labels: list[str] | None = None,
         class_counts: list[int] | None = None,
         class_weighting: bool = False,
+        label_smoothing: float = 0.0,
         embedding_dim: int = 64,
         embedding_dropout: float = 0.0,
         pooling: str = "last",
@@ -68,6 +69,8 @@ class ClassificationTask(BaseTask):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_weighting and not class_counts:
             raise ValueError("task.class_weighting=true needs class counts from the data")
         weights = None
@@ -84,7 +87,13 @@ class ClassificationTask(BaseTask):
 
     def _step(self, batch: dict[str, Tensor], split: str, metrics: MetricCollection) -> Tensor:
         logits = self(batch["inputs"], batch["lengths"])
-        loss = F.cross_entropy(logits, batch["labels"], weight=self.class_weights)
+        # smoothing regularises training only; validation and test report the plain loss
+        loss = F.cross_entropy(
+            logits,
+            batch["labels"],
+            weight=self.class_weights,
+            label_smoothing=self.hparams.label_smoothing if split == "train" else 0.0,
+        )
         metrics.update(logits, batch["labels"])
         if split == "val":
             self.val_confusion.update(logits, batch["labels"])
