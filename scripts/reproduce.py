@@ -70,6 +70,14 @@ ROWS = [
         for cell in ("gru", "lstm")
     ],
     Row(
+        "names_experiment",
+        ["experiment=names_gru"],
+        ["test/acc", "test/f1"],
+        "majority class 52.3%",
+        "names",
+        ["trainer.max_epochs=2"],
+    ),
+    Row(
         "shakespeare_lstm",
         ["experiment=shakespeare_lstm"],
         ["test/loss", "test/bpc"],

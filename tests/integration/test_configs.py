@@ -47,9 +47,23 @@ def test_trainer_presets_compose(make_cfg, name):
     assert cfg.trainer.gradient_clip_val > 0
 
 
-def test_experiment_preset_composes(make_cfg):
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_preset_composes_and_instantiates(make_cfg, name):
+    cfg = make_cfg([f"experiment={name}"])
+    instantiate(cfg.data)  # the constructor checks its arguments; no data is read
+    instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+
+
+def test_experiment_presets_set_what_they_say(make_cfg):
     cfg = make_cfg(["experiment=recall_long", "model=rnn"])
     assert cfg.data.min_len == 90 and cfg.model.cell == "rnn"
+    cfg = make_cfg(["experiment=names_gru"])
+    assert cfg.data._target_.endswith("NamesDataModule") and cfg.model.cell == "gru"
+    assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.task.label_smoothing) == (256, 2, 0.1)
+    assert cfg.task.scheduler._target_.endswith("OneCycleLR") and cfg.trainer.max_epochs == 20
 
 
 def test_unknown_model_names_the_group(make_cfg):
