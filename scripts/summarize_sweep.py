@@ -5,9 +5,11 @@
 
 Writes, into the sweep directory (or `--out`): `summary.md` and `summary.csv` (rank, state,
 metric, duration, parameters; best first) and PNG plots: the metric by cell type, against
-hidden size, layers and learning rate, and the optimisation history. A multirun directory is
-read from each trial's `.hydra/overrides.yaml` and `metrics.json`; a study from its storage
-(the same study opens in optuna-dashboard: `optuna-dashboard sqlite:///outputs/sweeps/optuna.db`).
+hidden size, layers and learning rate, the optimisation history and, from a study, every
+trial's learning curve (the metric after each validation; pruned trials dashed). A multirun
+directory is read from each trial's `.hydra/overrides.yaml` and `metrics.json`; a study from
+its storage (the same study opens in optuna-dashboard:
+`optuna-dashboard sqlite:///outputs/sweeps/optuna.db`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def from_study(storage: str, study_name: str) -> tuple[list[dict], str, str]:
                 "value": value,
                 "duration_s": duration,
                 "params": dict(trial.params),
+                "curve": dict(sorted(trial.intermediate_values.items())),
             }
         )
     return rows, direction, study_name
@@ -174,6 +177,26 @@ def write_plots(rows: list[dict], out: Path, metric: str, direction: str) -> lis
         axis.legend()
         figure.tight_layout()
         path = out / "history.png"
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    curves = [row for row in rows if row.get("curve")]
+    if curves:
+        figure, axis = plt.subplots(figsize=(5, 3.5))
+        for row in curves:
+            pruned = row["state"] == "pruned"
+            axis.plot(
+                list(row["curve"]),
+                list(row["curve"].values()),
+                linestyle="--" if pruned else "-",
+                color="0.6" if pruned else None,
+                alpha=0.8,
+            )
+        axis.set_xlabel("validation")
+        axis.set_ylabel(metric)
+        axis.set_title("learning curves (pruned: dashed)")
+        figure.tight_layout()
+        path = out / "learning_curves.png"
         figure.savefig(path, dpi=100)
         plt.close(figure)
         written.append(path)

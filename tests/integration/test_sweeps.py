@@ -73,7 +73,11 @@ def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
     table = (summary / "summary.md").read_text().splitlines()
     assert len(table) == 2 + 6 and "| 1 |" in table[2]
     assert (summary / "summary.csv").is_file()
-    assert {p.name for p in summary.glob("*.png")} >= {"history.png", "value_by_cell.png"}
+    assert {p.name for p in summary.glob("*.png")} >= {
+        "history.png",
+        "value_by_cell.png",
+        "learning_curves.png",
+    }
     result = subprocess.run(
         [sys.executable, "scripts/summarize_sweep.py", str(runs)],
         cwd=ROOT,
