@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from rnnlab.sweeper import grid, search_space
+from rnnlab.utils import build
 from tests.conftest import ROOT
 
 TINY = [
@@ -112,7 +113,6 @@ def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
         # a threshold pruner (accuracy never reaches 2), pruning from the second epoch
         "pruner._target_=optuna.pruners.ThresholdPruner",
         "~pruner.min_resource",
-        "~pruner.max_resource",
         "~pruner.reduction_factor",
         "+pruner.lower=2.0",
         "+pruner.n_warmup_steps=1",
@@ -169,3 +169,15 @@ def test_conditional_space_sees_values_fixed_on_the_command_line():
     plain = optuna.create_study().ask()
     conditional_space(cfg, plain)  # the config's lstm with one layer: nothing conditional
     assert plain.params == {}
+
+
+def test_tpe_preset_prunes_by_successive_halving(make_cfg):
+    pruner = build(make_cfg(["hparams_search=tpe"]).pruner)
+    assert isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    # the first trial at a rung goes on; a later, worse one at the first rung is stopped
+    for value, pruned in ((0.9, False), (0.5, True)):
+        trial = study.ask()
+        trial.report(value, step=1)
+        assert trial.should_prune() is pruned
+        study.tell(trial, value)
