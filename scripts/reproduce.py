@@ -5,6 +5,7 @@
     python scripts/reproduce.py --only recall ett  # rows whose name starts with these
 
     python scripts/reproduce.py --readme README.md # also put the table into the README
+    python scripts/reproduce.py --table --readme README.md  # only rewrite the tables, run nothing
 
 Each row is one `python train.py ...` command, run in its own run directory under `--out`
 (default outputs/reproduce[_quick]); the table gives our number, the published anchor and its
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", default=[], help="row name prefixes to run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--readme", type=Path, help="a README with reproduce markers to update")
+    parser.add_argument("--table", action="store_true", help="rewrite the tables, run nothing")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "outputs" / ("reproduce_quick" if args.quick else "reproduce")
     out.mkdir(parents=True, exist_ok=True)
@@ -213,11 +215,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
     store = out / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else {}
-    for row in rows:
+    for row in [] if args.table else rows:
         print(f"{row.name} ...", file=sys.stderr, flush=True)
         merge(results, run(row, out, args.quick))
         store.write_text(json.dumps(results, indent=1))
         (out / "results.md").write_text(table(results))
+    (out / "results.md").write_text(table(results))
     if args.readme:
         update_readme(args.readme, table(results))
     print(table(results))

@@ -126,3 +126,18 @@ def test_reproduce_quick_writes_the_results_table(tmp_path):
     assert text.startswith("# title\n<!-- reproduce:start -->\n| experiment |")
     assert text.endswith("<!-- reproduce:end -->\nafter\n") and "old" not in text
     assert "\n".join(table) in text
+    # --table rewrites the tables from results.json and runs nothing
+    (tmp_path / "results.md").unlink()
+    readme.write_text("<!-- reproduce:start -->\n<!-- reproduce:end -->\n")
+    result = subprocess.run(
+        [sys.executable, "scripts/reproduce.py", "--table", "--out", str(tmp_path)]
+        + ["--readme", str(readme)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "results.md").read_text().splitlines() == table
+    assert "\n".join(table) in readme.read_text()
+    assert json.loads((tmp_path / "results.json").read_text()) == stored
