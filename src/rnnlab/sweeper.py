@@ -9,7 +9,8 @@ Registered as a Hydra plugin through the `hydra.plugins` entry point, with its c
 - Pruning: the primary config's `pruner` (an `optuna.pruners.*` node, or null) is the study's
   pruner. Each trial gets `optuna_trial` (storage, study, trial id) in its config; the
   `rnnlab.callbacks.OptunaPruning` callback reports the monitored metric every validation
-  epoch and stops an unpromising trial, which is recorded as PRUNED.
+  epoch (also with pruner=null, so every learning curve is stored) and stops an unpromising
+  trial, which is recorded as PRUNED.
 - Failures: a failed trial is recorded as FAIL and the sweep goes on until more than
   `max_failure_rate` x `n_trials` trials have failed.
 - Bad input fails before any trial: a search-space key that is not in the config, an empty
