@@ -60,6 +60,8 @@ def test_every_experiment_preset_composes_and_instantiates(make_cfg, name):
 def test_experiment_presets_set_what_they_say(make_cfg):
     cfg = make_cfg(["experiment=recall_long", "model=rnn"])
     assert cfg.data.min_len == 90 and cfg.model.cell == "rnn"
+    cfg = make_cfg(["experiment=recall_long", "model=gru", "data.max_len=120"])
+    assert cfg.model.chrono_t_max == 120  # follows the longest sequence
     cfg = make_cfg(["experiment=names_gru"])
     assert cfg.data._target_.endswith("NamesDataModule") and cfg.model.cell == "gru"
     assert (cfg.model.hidden_size, cfg.model.num_layers, cfg.task.label_smoothing) == (256, 2, 0.1)

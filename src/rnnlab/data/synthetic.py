@@ -7,7 +7,9 @@ The model must carry the key across the whole sequence, read at its last valid s
      5   3 1 7 7 2 8 1 ... (length-1 symbols)  ->  5
 
 A vanilla RNN's gradient vanishes over that distance, so it stays near chance (1/num_symbols)
-as `max_len` grows, while LSTM and GRU learn it: the textbook contrast, offline and fast.
+as `max_len` grows, while LSTM and GRU learn it: the textbook contrast, offline and fast. Beyond
+about 40 steps the gated cells need their gates initialised for long memory too
+(`model.chrono_t_max`, as in `experiment=recall_long`).
 Lengths vary in [min_len, max_len], so every batch also exercises the padding path.
 """
 
