@@ -157,11 +157,11 @@ class RecurrentBackbone(nn.Module):
         keep = slice(size, 2 * size)
         for directions in self.layers:
             for rnn in directions:
-                timescale = torch.log(torch.empty(size).uniform_(1.0, t_max - 1.0))
-                rnn.bias_ih_l0[keep] = timescale
+                bias = torch.log(torch.empty(size).uniform_(1.0, t_max - 1.0))
+                rnn.bias_ih_l0[keep] = bias
                 rnn.bias_hh_l0[keep] = 0.0
                 if self.cell == "lstm":
-                    rnn.bias_ih_l0[:size] = -timescale
+                    rnn.bias_ih_l0[:size] = -bias
                     rnn.bias_hh_l0[:size] = 0.0
 
     def strategy(self, device: torch.device) -> str:
