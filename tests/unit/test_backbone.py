@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnlab.models import InputEncoder, Pooling, RecurrentBackbone
 from rnnlab.models.backbone import reverse_within_length
@@ -203,3 +204,65 @@ def test_chrono_init_carries_the_gradient_across_long_sequences(cell):
 
     default, chrono = first_to_last(None), first_to_last(60)
     assert chrono > 1e-2 and chrono > 100 * default, (default, chrono)  # ~1e3 lstm, ~1e9 gru
+
+
+def copy_into_torch_module(backbone: RecurrentBackbone) -> torch.nn.Module:
+    """torch's own stacked (bi)directional module holding the backbone's weights."""
+    cell_class = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[backbone.cell]
+    first = backbone.layers[0][0]
+    oracle = cell_class(
+        first.input_size,
+        backbone.hidden_size,
+        num_layers=backbone.num_layers,
+        bidirectional=backbone.num_directions == 2,
+        batch_first=True,
+    ).double()
+    with torch.no_grad():
+        for layer, directions in enumerate(backbone.layers):
+            for direction, rnn in enumerate(directions):
+                suffix = f"l{layer}" + ("_reverse" if direction else "")
+                for name, value in rnn.named_parameters():
+                    getattr(oracle, name.replace("l0", suffix)).copy_(value)
+    return oracle
+
+
+@pytest.mark.parametrize(
+    ("cell", "num_layers", "bidirectional", "padding"),
+    list(itertools.product(CELLS, [1, 2], [False, True], ["mask", "pack"])),
+)
+def test_backbone_matches_torchs_own_packed_module(cell, num_layers, bidirectional, padding):
+    """Outputs, final states and input gradients equal nn.RNN/LSTM/GRU's over a packed batch."""
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, cell, num_layers, bidirectional, padding=padding).double()
+    oracle = copy_into_torch_module(backbone)
+    lengths = torch.tensor([7, 3, 1, 5, 7, 2])
+    valid = torch.arange(7) < lengths.unsqueeze(1)  # (B, T)
+    x = torch.randn(6, 7, 5, dtype=torch.float64)
+    x[~valid] = 100.0  # garbage in the padding must reach neither outputs nor gradients
+    output_weights = torch.randn(6, 7, backbone.output_size, dtype=torch.float64)
+    state_weights = torch.randn(num_layers * backbone.num_directions, 6, 6, dtype=torch.float64)
+
+    def loss(outputs, h):
+        return (outputs * output_weights)[valid].sum() + (h * state_weights).sum()
+
+    ours_x = x.clone().requires_grad_()
+    ours = backbone(ours_x, lengths)
+    ours_h, ours_c = ours.state if cell == "lstm" else (ours.state, None)
+    loss(ours.outputs, ours_h).backward()
+
+    theirs_x = x.clone().requires_grad_()
+    packed = pack_padded_sequence(theirs_x, lengths, batch_first=True, enforce_sorted=False)
+    theirs_packed, theirs_state = oracle(packed)
+    theirs, _ = pad_packed_sequence(theirs_packed, batch_first=True, total_length=7)
+    theirs_h, theirs_c = theirs_state if cell == "lstm" else (theirs_state, None)
+    loss(theirs, theirs_h).backward()
+
+    exact = {"atol": 1e-10, "rtol": 0}
+    torch.testing.assert_close(ours.outputs[valid], theirs[valid], **exact)
+    torch.testing.assert_close(ours_h, theirs_h, **exact)
+    if cell == "lstm" and padding == "pack":
+        torch.testing.assert_close(ours_c, theirs_c, **exact)
+    torch.testing.assert_close(ours_x.grad, theirs_x.grad, **exact)
+    # the summary the heads read: forward at length - 1, backward at step 0, of the top layer
+    top = theirs_h[-backbone.num_directions :].transpose(0, 1).reshape(6, -1)
+    torch.testing.assert_close(ours.last, top, **exact)
