@@ -3,32 +3,37 @@
 `cell` is a field, so model presets differ only in values and a sweep can search the cell type
 like any other hyperparameter. Variable-length batches are handled exactly in two ways:
 
-* ``padding="mask"`` (the CPU default): right-padded input through the fused kernel. Every
-  forward-direction output at a valid step is exact, because padding only follows it. The
-  backward direction runs on each sequence reversed *within its length*, so it too starts at
-  the last valid step::
+* ``padding="mask"`` (``auto``, the default on CPU and CUDA): right-padded input through the
+  fused kernel, one call per layer and direction. Every forward-direction output at a valid
+  step is exact, because padding only follows it. The backward direction runs on each sequence
+  reversed *within its length*, so it too starts at the last valid step::
 
       tokens    a b c _ _        (length 3, "_" is padding)
       forward   a b c _ _   ->   outputs 0..2 exact, 3..4 ignored
       backward  c b a _ _   ->   run forward, then un-reverse within the length
 
-* ``padding="pack"`` (the default on CUDA, where cuDNN runs packed sequences fast):
-  ``pack_padded_sequence`` per layer and direction.
+* ``padding="pack"``: one ``pack_padded_sequence`` through a single multi-layer (bidirectional)
+  kernel call, which also gives the LSTM's exact final cell state.
 
-On this class of CPU, packed training is 5-20x slower than masked padded training (its backward
-pass is slow), hence the per-device choice; ``scripts/bench_backbone.py`` measures both.
-Each layer and direction is its own single-layer fused module, so both strategies share one
-set of parameters and a checkpoint trained with one loads into the other.
+Each layer and direction is its own single-layer module, so both strategies share one set of
+parameters and a checkpoint trained with one loads into the other; the packed path runs them
+through a weightless multi-layer module of torch's with ``torch.func.functional_call``. On
+length-bucketed batches masking trains faster than packing on both devices (5-20x on CPU, up to
+10x on an H100 with cuDNN), and one packed call for the whole stack beats a packed call per
+layer and direction (1.0-1.8x on the H100): ``scripts/bench_backbone.py`` measures them, the
+README has the figures.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -120,6 +125,20 @@ class RecurrentBackbone(nn.Module):
                 )
             )
         self.dropout = nn.Dropout(dropout)
+        # A weightless multi-layer module of torch's: `functional_call` runs the per-layer
+        # parameters through it in one kernel call. Kept out of the module tree (no state, no
+        # device: the meta tensors it holds are replaced by the real ones at each call).
+        fused = CELLS[cell](
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,  # torch warns about it on one layer
+            bidirectional=bidirectional,
+            device="meta",
+            **extra,
+        )
+        object.__setattr__(self, "_fused_module", fused)
         # called with dL/dx (B, T, F) of the input in training: rnnlab.callbacks.GradientFlow
         self.input_grad_hook: Callable[[Tensor], None] | None = None
         if cell == "lstm":
@@ -165,10 +184,38 @@ class RecurrentBackbone(nn.Module):
                     rnn.bias_hh_l0[:size] = 0.0
 
     def strategy(self, device: torch.device) -> str:
-        """The padding strategy used on `device`: packing where cuDNN makes it fast."""
-        if self.padding != "auto":
-            return self.padding
-        return "pack" if device.type == "cuda" else "mask"
+        """The padding strategy used on `device` for ragged batches.
+
+        Masking on both devices: on length-bucketed batches (a few percent of padding) the
+        padded kernels train faster than packed ones on CPU (5-20x) and on CUDA (cuDNN, H100:
+        ``scripts/bench_backbone.py --device cuda``; figures in the README).
+        """
+        return "mask" if self.padding == "auto" else self.padding
+
+    def fused_parameters(self) -> dict[str, Tensor]:
+        """The per-layer parameters under the names of one multi-layer module of torch's."""
+        named = {}
+        for layer, directions in enumerate(self.layers):
+            for direction, rnn in enumerate(directions):
+                suffix = "_reverse" if direction == 1 else ""
+                for name, parameter in rnn.named_parameters():
+                    named[name.replace("_l0", f"_l{layer}") + suffix] = parameter
+        return named
+
+    def _forward_packed(self, x: Tensor, lengths: Tensor, state) -> BackboneOutput:
+        """The whole stack in one kernel call over one PackedSequence."""
+        inputs = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        fused = self._fused_module
+        fused.train(self.training)
+        with warnings.catch_warnings():
+            # the layers' weights are separate tensors; cuDNN copies them into one buffer
+            warnings.filterwarnings("ignore", message=".*single contiguous chunk of memory.*")
+            out, final = functional_call(fused, self.fused_parameters(), (inputs, state))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        h_n = final[0] if isinstance(final, tuple) else final  # (L*D, B, H)
+        directions = self.num_directions
+        last = torch.cat([h_n[-directions + d] for d in range(directions)], dim=-1)  # (B, D*H)
+        return BackboneOutput(out, last, final)
 
     def forward(
         self,
@@ -186,10 +233,12 @@ class RecurrentBackbone(nn.Module):
         lengths = lengths.to("cpu", torch.long)
         if ragged and int(lengths.min()) < 1:
             raise ValueError("every sequence needs at least one step; got a length of 0")
-        pack = ragged and self.strategy(x.device) == "pack"
+        if ragged and self.strategy(x.device) == "pack":
+            return self._forward_packed(x, lengths, state)
+
+        # Layer by layer, each direction its own kernel call over the padded batch.
         initial = self._split_state(state)
         last_index = (lengths - 1).to(x.device)
-
         final_h, final_c = [], []
         for layer, directions in enumerate(self.layers):
             if layer > 0:
@@ -200,19 +249,12 @@ class RecurrentBackbone(nn.Module):
                 h0 = None if initial is None else initial[index]
                 # The backward direction reads each sequence reversed within its length.
                 inputs = reverse_within_length(x, lengths) if direction == 1 else x
-                if pack:
-                    packed = pack_padded_sequence(
-                        inputs, lengths, batch_first=True, enforce_sorted=False
-                    )
-                    out, final = rnn(packed, h0)
-                    out, _ = pad_packed_sequence(out, batch_first=True, total_length=steps)
-                else:
-                    out, final = rnn(inputs, h0)  # (B, T, H)
+                out, final = rnn(inputs, h0)  # (B, T, H)
                 h, c = final if isinstance(final, tuple) else (final, None)
-                if ragged and not pack:
-                    # The fused kernel's final state is at step T-1; the true one is at length-1.
-                    h = gather_steps(out, last_index).unsqueeze(0)
-                    c = None
+                if ragged:
+                    # The kernel's final state is at step T-1; the true one is at length-1, and
+                    # the LSTM's cell state there is not exposed (padding="pack" gives it).
+                    h, c = gather_steps(out, last_index).unsqueeze(0), None
                 final_h.append(h)
                 final_c.append(c)
                 if direction == 1:

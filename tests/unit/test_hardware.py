@@ -1,0 +1,85 @@
+"""Precision follows the hardware: the bf16 LSTM probe, under oneDNN's ISA cap too."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnlab.hardware import cpu_flags, describe_machine, resolve_precision
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = (
+    "import json; from rnnlab.hardware import cpu_bf16_lstm_supported, resolve_precision; "
+    "print(json.dumps([cpu_bf16_lstm_supported(), resolve_precision('bf16-mixed', 'cpu', 'lstm'),"
+    " resolve_precision('bf16-mixed', 'cpu', 'gru'), resolve_precision('32-true', 'cpu', 'lstm')]))"
+)
+
+
+def probe(env_extra: dict[str, str]) -> list:
+    env = {**os.environ, **env_extra}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_without_bf16_lstm_kernels_bf16_falls_back_to_float32():
+    # oneDNN reads its ISA cap at start-up: a fresh process under AVX2 has no bf16 LSTM kernel
+    supported, lstm, gru, fp32 = probe({"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert supported is False
+    assert lstm == "32-true"
+    assert gru == "bf16-mixed"  # nn.GRU computes in float32 under CPU autocast: nothing to probe
+    assert fp32 == "32-true"
+
+
+@pytest.mark.skipif(
+    not {"avx512_bf16", "amx_bf16"} & cpu_flags(), reason="this CPU has no bf16 instructions"
+)
+def test_with_bf16_kernels_bf16_is_kept():
+    supported, lstm, _, _ = probe({})
+    assert supported is True
+    assert lstm == "bf16-mixed"
+
+
+def test_a_gpu_run_is_left_to_the_gpu():
+    assert resolve_precision("bf16-mixed", "gpu", "lstm") == "bf16-mixed"
+
+
+def test_machine_description_names_cpu_and_instruction_set():
+    info = describe_machine("cpu")
+    assert info["cpu"] and info["isa"]
+    assert isinstance(info["cpu_bf16_lstm"], bool)
+
+
+def test_bf16_preset_trains_in_float32_under_an_avx2_cap(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "model=lstm",
+            "trainer.precision=bf16-mixed",
+            "debug=fdr",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+            "data.num_train=64",
+            "data.num_val=32",
+            "data.num_test=32",
+            "model.hidden_size=8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "no bf16 LSTM kernel" in result.stdout + result.stderr
+    saved = (run_dir / "config_resolved.yaml").read_text()
+    assert "precision: 32-true" in saved
