@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -128,8 +134,9 @@ def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
         ("hydra.sweeper.params={model.hiden_size:'choice(8, 16)'}", "model.hiden_size"),
         ("hydra.sweeper.params={model.hidden_size:'choice()'}", "hidden_size"),
         ("hydra.sweeper.storage='postgresql://nobody@127.0.0.1:9/none'", "hydra.sweeper.storage"),
+        ("hydra.sweeper.grace_period=5", "hydra.sweeper.grace_period=5 must be longer"),
     ],
-    ids=["unknown-key", "empty-choice", "bad-storage"],
+    ids=["unknown-key", "empty-choice", "bad-storage", "grace-within-heartbeat"],
 )
 def test_bad_sweep_input_fails_before_any_trial(tmp_path, override, message):
     result = sweep(tmp_path, "hparams_search=grid", override, check=False)
@@ -181,3 +188,197 @@ def test_tpe_preset_prunes_by_successive_halving(make_cfg):
         trial.report(value, step=1)
         assert trial.should_prune() is pruned
         study.tell(trial, value)
+
+
+# Small trials whose parameter sets differ in the log-uniform learning rate (and the cells):
+# the sizes are fixed on the command line.
+SMALL = [
+    "hparams_search=tpe",
+    "pruner=null",
+    "model.hidden_size=8",
+    "model.num_layers=1",
+    "data.batch_size=32",
+]
+
+
+def start_sweep(tmp_path, *overrides):
+    return subprocess.Popen(
+        [sys.executable, "train.py", "-m", *TINY, f"paths.log_dir={tmp_path}", *overrides],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def poll(condition, what, tries=600):
+    for _ in range(tries):
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def running_trials_with_reports(tmp_path, name, count):
+    """Whether `count` trials are RUNNING and have reported an epoch (so are mid-training)."""
+    if not (tmp_path / "sweeps" / "optuna.db").exists():
+        return False
+    try:
+        trials = study(tmp_path, name).trials
+    except Exception:  # the study is not created yet
+        return False
+    running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    return sum(bool(t.intermediate_values) for t in running) >= count
+
+
+def children(pid):
+    """Process ids whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_concurrent_sweeps_share_one_budget_with_distinct_trials(tmp_path):
+    # the README's recipe for several machines: the same command, started at once, one study
+    processes = [start_sweep(tmp_path, *SMALL, "hydra.sweeper.n_trials=4") for _ in range(2)]
+    for process in processes:
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output[-3000:]
+    trials = study(tmp_path, "tpe_recall").trials
+    assert len(trials) == 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_killed_sweep_trial_is_failed_and_requeued_on_rerun(tmp_path):
+    heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    process = start_sweep(
+        tmp_path, *SMALL, *heartbeat, "hydra.sweeper.n_trials=2", "trainer.max_epochs=200"
+    )
+    try:
+        poll(lambda: running_trials_with_reports(tmp_path, "tpe_recall", 1), "a trial")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    killed = study(tmp_path, "tpe_recall").trials
+    assert [t.state.name for t in killed] == ["RUNNING"]
+
+    sweep(
+        tmp_path,
+        *SMALL,
+        *heartbeat,
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.requeue_interrupted=1",
+    )
+    trials = study(tmp_path, "tpe_recall").trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == trials[0].params  # the killed trial, run again
+    assert trials[2].params != trials[0].params
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
+    process = start_sweep(
+        tmp_path,
+        *SMALL,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=200",
+    )
+    workers = []
+    try:
+        poll(lambda: running_trials_with_reports(tmp_path, "tpe_recall", 2), "two trials")
+        workers = [pid for pid in children(process.pid) if alive(pid)]
+        assert workers
+        process.kill()  # the sweep alone, as a crash or an OOM kill would
+        process.wait()
+        poll(lambda: not any(alive(pid) for pid in workers), "the workers to exit", tries=150)
+    finally:
+        for pid in [process.pid, *workers]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
+def test_sweep_waits_for_a_database_locked_by_another_process(tmp_path):
+    database = tmp_path / "sweeps" / "optuna.db"
+    database.parent.mkdir()
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # e.g. another sweep or a dashboard writing
+    process = start_sweep(tmp_path, *SMALL, "hydra.sweeper.n_trials=1")
+
+    def opened():
+        fds = Path(f"/proc/{process.pid}/fd")
+        with contextlib.suppress(OSError):
+            return any(os.readlink(fd) == str(database) for fd in fds.iterdir())
+        return False
+
+    try:
+        poll(opened, "the sweep to open the database")
+        time.sleep(8)  # longer than SQLite's default busy timeout of 5 s
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert [t.state.name for t in study(tmp_path, "tpe_recall").trials] == ["COMPLETE"]
+
+
+def test_budget_counts_running_trials_and_a_requeued_trial_once():
+    from rnnlab.sweeper import budget_used, failed
+
+    study = optuna.create_study()
+    for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "FAIL", "WAITING"):
+        study.add_trial(
+            optuna.trial.create_trial(state=optuna.trial.TrialState[state], value=0.0)
+            if state == "COMPLETE"
+            else optuna.trial.create_trial(state=optuna.trial.TrialState[state])
+        )
+    # trial 4 (FAIL) was killed and queued again as trial 6
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING,
+            system_attrs={"failed_trial": 4, "retry_history": [4]},
+        )
+    )
+    trials = study.get_trials()
+    assert budget_used(trials) == 5  # 0, 1, 2, 3 and 6; not the queued 5 nor the retried 4
+    assert failed(trials) == 1
+
+
+def test_sampler_is_reseeded_by_the_first_trial_of_the_process():
+    from omegaconf import OmegaConf
+
+    from rnnlab.sweeper import PruningSweeperImpl
+
+    def first_draw(sampler):
+        return optuna.create_study(sampler=sampler).ask().suggest_float("x", 0, 1)
+
+    impl = PruningSweeperImpl(None, "minimize", None, None, 1, 1, 0.0, None, None)
+    impl.sampler_config = OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 5})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    original = study.sampler
+    impl._seed_sampler(study, 0, None)  # a fresh sweep keeps the configured seed
+    assert study.sampler is original
+    impl._seed_sampler(study, 3, None)  # a process whose first trial is 3: seed 5 + 3
+    draw = first_draw(study.sampler)
+    assert draw == first_draw(optuna.samplers.RandomSampler(seed=8))
+    assert draw != first_draw(optuna.samplers.RandomSampler(seed=5))

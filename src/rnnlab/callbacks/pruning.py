@@ -7,13 +7,16 @@ from typing import Any
 import lightning as L
 import optuna
 
+from rnnlab.sweeper import rdb_storage
+
 
 class OptunaPruning(L.Callback):
     """Reports `monitor` to the trial after every validation epoch; stops it when the study's
     pruner says so, raising `optuna.TrialPruned` (the sweeper records the trial as PRUNED)."""
 
     def __init__(self, storage: str, study: str, trial_id: int, monitor: str, pruner: Any) -> None:
-        study_ = optuna.load_study(study_name=study, storage=storage, pruner=pruner)
+        # the sweep's storage settings (a SQLite busy timeout), not Optuna's defaults
+        study_ = optuna.load_study(study_name=study, storage=rdb_storage(storage), pruner=pruner)
         self.trial = optuna.trial.Trial(study_, trial_id)
         self.monitor = monitor
         self.reports = 0
