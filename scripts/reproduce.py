@@ -1,19 +1,24 @@
-"""Run the reference experiments and write the results table (markdown).
+"""Run the reference experiments over seeds and write the results table (markdown).
 
-    python scripts/reproduce.py                    # every row, full settings (hours on 2 CPU cores)
-    python scripts/reproduce.py --quick            # reduced epochs and data: minutes
+    python scripts/reproduce.py                    # every row, 3 seeds (many hours on 2 CPU cores)
     python scripts/reproduce.py --only recall ett  # rows whose name starts with these
+    python scripts/reproduce.py --only multi30k --seeds 2   # one seed of a long row, another day
+    python scripts/reproduce.py --quick            # reduced epochs and data: minutes
 
     python scripts/reproduce.py --readme README.md # also put the table into the README
     python scripts/reproduce.py --table --readme README.md  # only rewrite the tables, run nothing
 
-Each row is one `python train.py ...` command, run in its own run directory under `--out`
-(default outputs/reproduce[_quick]); the table gives our number, the published anchor and its
-source, the wall time and the command. Results accumulate in `results.json` there: a run with
-`--only` replaces its own rows and keeps the others, so rows can be run one session at a time.
-`results.md` (every stored row, in the order below) is rewritten after every row, so an
-interrupted run keeps what finished. Rows whose data is missing (`RNNLAB_DATA_DIR`) are
-reported as skipped; a skip never replaces a stored result.
+Each (row, seed) is one `python train.py ... seed=S` command, run in its own directory under
+`--out` (default outputs/reproduce[_quick]). Every result is stored with its provenance (commit,
+torch and Lightning versions, the machine: CPU model and instruction set or GPU, the precision
+the run used, epochs completed, wall time, date) in `--results`: for full runs the committed
+`results/reference.json`, from which the README's table is written; `--quick` keeps its own file
+under outputs/. A (row, seed) run again replaces its own entry and keeps the others, so long
+rows can have their seeds run on different days. The table gives mean ± sd over the stored seeds
+(with their number), the published anchor and the estimator it is compared with, the machine and
+the mean wall time of one seed. A row whose data is missing (`RNNLAB_DATA_DIR`) is reported as
+skipped and never replaces a stored result. Reference runs end on a fixed epoch budget or early
+stopping, never on `trainer.max_time`, so a slower machine trains the same schedule.
 """
 
 from __future__ import annotations
@@ -21,13 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SEEDS = [12345, 1, 2]  # 12345 is train.yaml's seed: the single-seed rows of before
 
 
 @dataclass
@@ -84,7 +94,7 @@ ROWS = [
         ["test/loss", "test/bpc"],
         "nanoGPT baby GPT 1.4697 nats/char (GPU); its CPU config 1.88",
         "tinyshakespeare",
-        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.2", "trainer.max_time=null"],
+        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.2"],
     ),
     *[
         Row(
@@ -128,7 +138,7 @@ ROWS = [
         ["test/bleu_greedy", "test/bleu_beam"],
         "Bahdanau-style GRU attention, word level: about 28-30 BLEU (tutorial baselines)",
         "multi30k",
-        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.1", "trainer.max_time=null"],
+        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.1"],
     ),
 ]
 
@@ -142,57 +152,139 @@ def data_missing(row: Row) -> str | None:
     return None
 
 
-def run(row: Row, out: Path, quick: bool) -> dict:
-    overrides = [*row.overrides, *(row.quick if quick else []), "callbacks.progress_bar=null"]
-    command = ["python", "train.py", *overrides]
-    result = {"name": row.name, "command": " ".join(command), "anchor": row.anchor}
+def command_of(row: Row, quick: bool) -> list[str]:
+    return [*row.overrides, *(row.quick if quick else []), "callbacks.progress_bar=null"]
+
+
+def provenance() -> dict:
+    """Where and with what a result was measured."""
+    import lightning
+    import torch
+
+    from rnnlab.hardware import describe_machine
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        return result.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "+dirty"
+    return {
+        "commit": commit,
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "machine": describe_machine(),
+    }
+
+
+def run(row: Row, seed: int, out: Path, quick: bool) -> dict:
+    """One seed of one row: its metrics, wall time, epochs and precision, or why not."""
+    overrides = [*command_of(row, quick), f"seed={seed}"]
     if reason := data_missing(row):
-        return result | {"status": f"skipped: {reason}"}
-    run_dir = out / row.name
+        return {"status": f"skipped: {reason}"}
+    run_dir = out / f"{row.name}_seed{seed}"
     start = time.perf_counter()
     process = subprocess.run(
-        [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}"],
+        [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "overwrite=true"],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    result["seconds"] = time.perf_counter() - start
+    result = {
+        "seconds": round(time.perf_counter() - start, 1),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     metrics_file = run_dir / "metrics.json"
     if process.returncode != 0 or not metrics_file.is_file():
         last = (process.stderr.strip().splitlines() or ["?"])[-1]
         return result | {"status": f"failed: {last[:200]}"}
     metrics = json.loads(metrics_file.read_text())
-    return result | {"status": "ok", "values": {m: metrics.get(m) for m in row.metrics}}
+    config = yaml.safe_load((run_dir / "config_resolved.yaml").read_text())
+    return result | {
+        "status": "ok",
+        "values": {m: metrics.get(m) for m in row.metrics},
+        "epochs": metrics.get("epochs"),
+        "precision": str(config["trainer"].get("precision")),
+    }
 
 
 def wall_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def table(results: dict[str, dict]) -> str:
+def summary(runs: dict[str, dict], metrics: list[str]) -> str:
+    """'acc 0.8852 ± 0.0031' per metric over the seeds that ran (sd needs two of them)."""
+    ok = [r for r in runs.values() if r["status"] == "ok"]
+    if not ok:
+        return "; ".join(sorted({r["status"] for r in runs.values()})) or "not run"
+    parts = []
+    for metric in metrics:
+        values = [r["values"][metric] for r in ok if r["values"].get(metric) is not None]
+        if not values:
+            continue
+        name = metric.split("/")[-1]
+        mean = statistics.fmean(values)
+        spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
+        parts.append(f"{name} {mean:.4g}{spread}")
+    return ", ".join(parts) + f" ({len(ok)} seed{'s' if len(ok) > 1 else ''})"
+
+
+def machine_label(runs: dict[str, dict]) -> str:
+    """The machines a row's seeds ran on, short: CPU or GPU, cores, instruction set."""
+    labels = set()
+    for r in runs.values():
+        machine = r.get("provenance", {}).get("machine")
+        if not machine:
+            continue
+        if machine.get("gpu"):
+            labels.add(machine["gpu"])
+        else:
+            isa = machine.get("onednn_max_cpu_isa") or machine.get("isa")
+            labels.add(f"{machine.get('cpu')}, {machine.get('cores')} cores, {isa}")
+    return "; ".join(sorted(labels))
+
+
+def table(store: dict) -> str:
     """The markdown table of the stored results, in the order of ROWS."""
     lines = [
-        "| experiment | result | published anchor | wall time | command |",
-        "|---|---|---|---|---|",
+        "| experiment | result: mean ± sd over seeds | published anchor | machine "
+        "| wall time a seed | command |",
+        "|---|---|---|---|---|---|",
     ]
-    for r in (results[row.name] for row in ROWS if row.name in results):
-        if r["status"] == "ok":
-            shown = ", ".join(
-                f"{k.split('/')[-1]} {v:.4g}" for k, v in r["values"].items() if v is not None
-            )
-        else:
-            shown = r["status"]
-        seconds = wall_time(r["seconds"]) if "seconds" in r else ""
-        lines.append(f"| {r['name']} | {shown} | {r['anchor']} | {seconds} | `{r['command']}` |")
+    rows = store.get("rows", {})
+    for row in ROWS:
+        if row.name not in rows:
+            continue
+        entry = rows[row.name]
+        runs = entry.get("runs", {})
+        seconds = [r["seconds"] for r in runs.values() if r["status"] == "ok" and "seconds" in r]
+        shown_time = wall_time(statistics.fmean(seconds)) if seconds else ""
+        lines.append(
+            f"| {row.name} | {summary(runs, row.metrics)} | {row.anchor} | {machine_label(runs)} "
+            f"| {shown_time} | `{entry['command']}` |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def merge(stored: dict[str, dict], result: dict) -> None:
-    """Store a row's result; a skip (data missing here) keeps a result measured elsewhere."""
-    previous = stored.get(result["name"])
+def merge(store: dict, row: Row, seed: int, result: dict, quick: bool) -> None:
+    """Store one seed's result; a skip (data missing here) keeps a result measured elsewhere."""
+    entry = store.setdefault("rows", {}).setdefault(row.name, {"runs": {}})
+    entry["command"] = "python train.py " + " ".join(command_of(row, quick)) + " seed=<seed>"
+    entry["anchor"] = row.anchor
+    entry["metrics"] = row.metrics
+    previous = entry["runs"].get(str(seed))
     if result["status"].startswith("skipped") and previous and previous["status"] == "ok":
         return
-    stored[result["name"]] = result
+    entry["runs"][str(seed)] = result
+
+
+def save(path: Path, store: dict) -> None:
+    """Write the results file atomically: an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
 
 
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
@@ -212,26 +304,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="reduced settings: minutes")
     parser.add_argument("--only", nargs="*", default=[], help="row name prefixes to run")
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--seeds", nargs="+", type=int, default=DEFAULT_SEEDS)
+    parser.add_argument("--out", type=Path, help="run directories (default under outputs/)")
+    parser.add_argument("--results", type=Path, help="the results file (see above)")
     parser.add_argument("--readme", type=Path, help="a README with reproduce markers to update")
     parser.add_argument("--table", action="store_true", help="rewrite the tables, run nothing")
     args = parser.parse_args(argv)
     out = args.out or ROOT / "outputs" / ("reproduce_quick" if args.quick else "reproduce")
     out.mkdir(parents=True, exist_ok=True)
+    default_results = out / "results.json" if args.quick else ROOT / "results" / "reference.json"
+    results_file = args.results or default_results
     rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
-    store = out / "results.json"
-    results = json.loads(store.read_text()) if store.is_file() else {}
+    store = json.loads(results_file.read_text()) if results_file.is_file() else {"rows": {}}
+    where = None if args.table else provenance()
     for row in [] if args.table else rows:
-        print(f"{row.name} ...", file=sys.stderr, flush=True)
-        merge(results, run(row, out, args.quick))
-        store.write_text(json.dumps(results, indent=1))
-        (out / "results.md").write_text(table(results))
-    (out / "results.md").write_text(table(results))
+        for seed in args.seeds:
+            print(f"{row.name} seed={seed} ...", file=sys.stderr, flush=True)
+            result = run(row, seed, out, args.quick)
+            if result["status"] == "ok":
+                result["provenance"] = where
+            merge(store, row, seed, result, args.quick)
+            save(results_file, store)
+            (out / "results.md").write_text(table(store))
+    (out / "results.md").write_text(table(store))
     if args.readme:
-        update_readme(args.readme, table(results))
-    print(table(results))
+        update_readme(args.readme, table(store))
+    print(table(store))
 
 
 if __name__ == "__main__":

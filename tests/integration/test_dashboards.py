@@ -86,22 +86,27 @@ def test_plot_runs_writes_one_png_per_metric(make_cfg, tmp_path):
     assert all(name.startswith("val_") for name in (p.name for p in out.glob("*.png")))
 
 
-def test_reproduce_quick_writes_the_results_table(tmp_path):
+def test_reproduce_quick_runs_seeds_and_writes_the_results_table(tmp_path):
     # a row measured in an earlier run, where the data was present, and a README to update
     measured = {
-        "name": "ett_96",
-        "command": "python train.py data=ett model=gru data.horizon=96",
-        "anchor": "DLinear 0.386",
-        "status": "ok",
-        "seconds": 50.0,
-        "values": {"test/mse": 0.379},
+        "rows": {
+            "ett_96": {
+                "command": "python train.py data=ett model=gru data.horizon=96 seed=<seed>",
+                "anchor": "DLinear 0.386",
+                "metrics": ["test/mse"],
+                "runs": {
+                    "1": {"status": "ok", "seconds": 50.0, "values": {"test/mse": 0.379}},
+                    "2": {"status": "ok", "seconds": 52.0, "values": {"test/mse": 0.383}},
+                },
+            }
+        }
     }
-    (tmp_path / "results.json").write_text(json.dumps({"ett_96": measured}))
+    (tmp_path / "results.json").write_text(json.dumps(measured))
     readme = tmp_path / "README.md"
     readme.write_text("# title\n<!-- reproduce:start -->\nold\n<!-- reproduce:end -->\nafter\n")
     result = subprocess.run(
-        [sys.executable, "scripts/reproduce.py", "--quick", "--only", "recall_20-30", "ett_96"]
-        + ["--out", str(tmp_path), "--readme", str(readme)],
+        [sys.executable, "scripts/reproduce.py", "--quick", "--only", "recall_20-30_gru", "ett_96"]
+        + ["--seeds", "1", "2", "--out", str(tmp_path), "--readme", str(readme)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -110,27 +115,33 @@ def test_reproduce_quick_writes_the_results_table(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     table = (tmp_path / "results.md").read_text().splitlines()
-    assert len(table) == 2 + 4
+    assert len(table) == 2 + 2
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
-    assert list(rows) == ["ett_96", *(f"recall_20-30_{cell}" for cell in ("rnn", "lstm", "gru"))]
-    for cell in ("rnn", "lstm", "gru"):
-        assert (
-            "acc " in rows[f"recall_20-30_{cell}"]
-            and "chance 0.125" in rows[f"recall_20-30_{cell}"]
-        )
-    # no data here: the row is skipped, and the skip keeps the result measured where it ran
-    assert "mse 0.379" in rows["ett_96"] and "skipped" not in rows["ett_96"]
+    assert list(rows) == ["ett_96", "recall_20-30_gru"]
     stored = json.loads((tmp_path / "results.json").read_text())
-    assert set(stored) == set(rows)
+    runs = stored["rows"]["recall_20-30_gru"]["runs"]
+    assert set(runs) == {"1", "2"}
+    accuracies = [runs[seed]["values"]["test/acc"] for seed in ("1", "2")]
+    for run in runs.values():
+        assert run["status"] == "ok" and run["epochs"] >= 1 and run["precision"] == "32-true"
+        assert {"commit", "torch", "lightning", "machine"} <= set(run["provenance"])
+        assert run["provenance"]["machine"]["isa"]
+    # the table shows the mean and the sample standard deviation over the two seeds
+    mean = sum(accuracies) / 2
+    sd = abs(accuracies[0] - accuracies[1]) / 2**0.5
+    assert f"acc {mean:.4g} ± {sd:.2g} (2 seeds)" in rows["recall_20-30_gru"]
+    assert "seed=<seed>" in rows["recall_20-30_gru"] and "chance 0.125" in rows["recall_20-30_gru"]
+    # no data here: the row is skipped, and the skip keeps the seeds measured where it ran
+    assert "mse 0.381 ± 0.0028 (2 seeds)" in rows["ett_96"] and "skipped" not in rows["ett_96"]
     text = readme.read_text()
     assert text.startswith("# title\n<!-- reproduce:start -->\n| experiment |")
     assert text.endswith("<!-- reproduce:end -->\nafter\n") and "old" not in text
     assert "\n".join(table) in text
-    # --table rewrites the tables from results.json and runs nothing
+    # --table rewrites the tables from the results file and runs nothing
     (tmp_path / "results.md").unlink()
     readme.write_text("<!-- reproduce:start -->\n<!-- reproduce:end -->\n")
     result = subprocess.run(
-        [sys.executable, "scripts/reproduce.py", "--table", "--out", str(tmp_path)]
+        [sys.executable, "scripts/reproduce.py", "--table", "--quick", "--out", str(tmp_path)]
         + ["--readme", str(readme)],
         cwd=ROOT,
         capture_output=True,
