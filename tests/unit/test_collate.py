@@ -99,3 +99,36 @@ def test_distributed_evaluation_shards_cover_every_example_without_repeats():
 def test_a_rank_outside_the_world_is_refused():
     with pytest.raises(ValueError, match="rank 2"):
         BucketBatchSampler([1, 2], 1, num_replicas=2, rank=2)
+
+
+def batch_mates(batches):
+    """The set of unordered pairs of examples that share a batch."""
+    return {(a, b) for batch in batches for a in batch for b in batch if a < b}
+
+
+def test_length_noise_varies_batch_composition_between_epochs():
+    torch.manual_seed(0)
+    lengths = torch.randint(50, 400, (2000,))
+    # one window holds the whole set: without noise, a sort by length, the same batches each epoch
+    exact = BucketBatchSampler(lengths, 16, bucket_size_multiplier=1000, seed=3)
+    noisy = BucketBatchSampler(lengths, 16, bucket_size_multiplier=1000, seed=3, length_noise=0.05)
+    mates = {}
+    for name, sampler in (("exact", exact), ("noisy", noisy)):
+        epochs = []
+        for epoch in (0, 1):
+            sampler.set_epoch(epoch)
+            batches = sampler.batches()
+            assert sorted(i for b in batches for i in b) == list(range(2000))  # each once
+            epochs.append(batch_mates(batches))
+        mates[name] = len(epochs[0] & epochs[1]) / len(epochs[0])
+    assert mates["exact"] > 0.5
+    assert mates["noisy"] < mates["exact"] / 2
+    # deterministic per seed and epoch, and the noise costs little padding
+    noisy.set_epoch(1)
+    assert noisy.batches() == noisy.batches()
+    assert padding_waste(noisy.batches(), lengths) < 0.05
+
+
+def test_length_noise_out_of_range_names_the_key():
+    with pytest.raises(ValueError, match="data.length_noise"):
+        BucketBatchSampler(torch.tensor([1, 2]), 1, length_noise=1.5)

@@ -6,8 +6,13 @@ is still seen exactly once per epoch::
 
     shuffle all indices     7 2 9 4 0 5 ...
     cut into windows        [7 2 9 4 0 5 ...] [...]     (bucket_size_multiplier batches each)
-    sort each window        by length, then cut it into batches
+    sort each window        by length (times 1 + U(-noise, noise)), then cut it into batches
     shuffle the batches     so consecutive steps see different lengths
+
+Large windows waste the least padding but approach a global sort by length, which puts the
+same examples together every epoch; noisy sort keys (AllenNLP's `padding_noise`) let batch
+composition change between epochs at a small cost in padding. `scripts/bench_bucketing.py`
+measures both effects on a data set's lengths.
 """
 
 from __future__ import annotations
@@ -80,9 +85,12 @@ class BucketBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        length_noise: float = 0.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        if not 0.0 <= length_noise < 1.0:
+            raise ValueError(f"data.length_noise must be in [0, 1), got {length_noise}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)
@@ -93,6 +101,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        self.length_noise = length_noise
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -117,7 +126,14 @@ class BucketBatchSampler(Sampler[list[int]]):
         batches = []
         for start in range(0, len(order), self.window):
             window = order[start : start + self.window]
-            window = window[torch.argsort(self.lengths[window], stable=True)]
+            keys = self.lengths[window].double()
+            if self.length_noise:
+                keys = keys * (
+                    1
+                    + self.length_noise
+                    * (2 * torch.rand(len(window), generator=generator, dtype=torch.double) - 1)
+                )
+            window = window[torch.argsort(keys, stable=True)]
             batches.extend(self._cut(window))
         permutation = torch.randperm(len(batches), generator=generator).tolist()
         return [batches[i] for i in permutation]
