@@ -100,8 +100,16 @@ def test_rows_per_month_follow_the_sampling_interval(tmp_path):
         (lambda f: f.drop(columns=["OT"]), "no column 'OT'"),
         (lambda f: f.assign(HULL=f.HULL.mask(f.index == 7)), "first at data row 8"),
         (lambda f: f.iloc[[0, 2, 1, *range(3, len(f))]], "not strictly increasing at data row 3"),
+        (
+            lambda f: f.astype({"HULL": object}).assign(HULL=f.HULL.where(f.index != 7, "abc")),
+            "data row 8, column 'HULL' holds 'abc', not a number",
+        ),
+        (
+            lambda f: f.assign(date=f.date.where(f.index != 5, f.date[4])),
+            "data rows 5 and 6 hold the same date: remove the duplicate",
+        ),
     ],
-    ids=["missing-column", "nan", "unsorted-dates"],
+    ids=["missing-column", "nan", "unsorted-dates", "string-value", "duplicated-date"],
 )
 def test_bad_csv_is_a_clear_error_naming_the_file(tmp_path, damage, message):
     frame = write_csv(tmp_path / "d" / "ett")
@@ -110,6 +118,17 @@ def test_bad_csv_is_a_clear_error_naming_the_file(tmp_path, damage, message):
     with pytest.raises(ValueError, match=message) as error:
         dm.setup()
     assert "ETTh1.csv" in str(error.value)
+
+
+def test_columns_beyond_the_configured_ones_are_left_out_and_named(tmp_path, caplog):
+    frame = write_csv(tmp_path / "d" / "ett")
+    frame.insert(1, "row_id", range(len(frame)))
+    frame.to_csv(tmp_path / "d" / "ett" / "ETTh1.csv", index=False)
+    dm = ett(tmp_path / "d", tmp_path)
+    dm.setup()
+    assert dm.columns == COLUMNS and dm.spec.num_features == 7
+    np.testing.assert_allclose(dm.mean, frame[COLUMNS].to_numpy()[:180].mean(0))
+    assert "row_id" in caplog.text and "ETTh1.csv" in caplog.text
 
 
 def test_look_back_longer_than_the_training_split_names_the_keys(ett_dir, tmp_path):

@@ -1,4 +1,4 @@
-"""IMDb and names datamodules on tiny fixtures of the real formats, and on the full data."""
+"""IMDb, names and Shakespeare text files: tiny fixtures of the real formats, and the full data."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
+from rnnlab.data import names as names_module
 from rnnlab.data.imdb import ImdbDataModule
 from rnnlab.data.names import NamesDataModule, group_split
+from rnnlab.data.shakespeare import ShakespeareDataModule
 from rnnlab.train import train
 from tests.conftest import ROOT, shared_data
 
@@ -243,6 +245,58 @@ def test_names_ascii_folding(tmp_path):
     dm = NamesDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), ascii_fold=True)
     dm.setup()
     assert "Ś" not in dm.vocab.index and "S" in dm.vocab.index
+
+
+def test_imdb_zero_row_parquet_names_the_file(tmp_path):
+    folder = write_imdb(tmp_path / "data" / "imdb")
+    pd.read_parquet(folder / "test.parquet").iloc[:0].to_parquet(folder / "test.parquet")
+    with pytest.raises(ValueError, match=r"test.parquet holds no rows.*\(data.data_dir\)"):
+        imdb_module(tmp_path).setup()
+
+
+def test_names_byte_order_mark_is_not_a_character(tmp_path):
+    folder = write_names(tmp_path / "names")
+    english = folder / "English.txt"
+    english.write_bytes(b"\xef\xbb\xbf" + english.read_bytes())  # "Smith" first, and again later
+    dm = NamesDataModule(data_dir=str(folder), cache_dir=str(tmp_path / "c"))
+    dm.setup()
+    assert len(dm.pairs) == 31  # the two Smiths are one pair, as without the mark
+    assert ("Smith", "English") in dm.pairs
+    assert "\ufeff" not in dm.vocab.index
+
+
+def test_names_files_that_are_not_languages_are_left_out_and_named(tmp_path, caplog):
+    folder = write_names(tmp_path / "names")
+    (folder / "README.txt").write_text("Names by language\nfrom the PyTorch tutorial\n")
+    dm = NamesDataModule(data_dir=str(folder), cache_dir=str(tmp_path / "c"))
+    dm.setup()
+    assert dm.languages == ["English", "French", "Polish"] and dm.spec.num_classes == 3
+    assert "README.txt" in caplog.text and "left out" in caplog.text
+    (folder / "English.txt").unlink()
+    (folder / "French.txt").unlink()
+    (folder / "Polish.txt").unlink()
+    again = NamesDataModule(data_dir=str(folder), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match=r"no name files .*README.txt"):
+        again.setup()
+
+
+def test_empty_names_folder_is_the_error_not_a_download(tmp_path, monkeypatch):
+    monkeypatch.setattr(names_module, "NAMES_URL", (tmp_path / "nowhere.zip").as_uri())
+    (tmp_path / "data" / "names").mkdir(parents=True)
+    dm = NamesDataModule(data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match=r"names holds no <Language>.txt") as error:
+        dm.setup()
+    assert "data.data_dir" in str(error.value) and "download" not in str(error.value).split(":")[0]
+
+
+def test_a_text_too_short_for_the_streams_names_the_file_and_key(tmp_path):
+    folder = tmp_path / "tinyshakespeare"
+    folder.mkdir()
+    (folder / "input.txt").write_text("To be, or?")
+    dm = ShakespeareDataModule(data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"), batch_size=16)
+    with pytest.raises(ValueError, match=r"input.txt: .*data.batch_size=16 streams"):
+        dm.setup()
+        dm.train_dataloader()
 
 
 @pytest.mark.parametrize("data", ["imdb", "names"])

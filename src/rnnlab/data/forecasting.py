@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -26,11 +26,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data.base import batch_loader
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 
 log = logging.getLogger(__name__)
 
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{file}"
+# every ETT file's value columns: loads and the oil temperature (the usual target)
+ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
 SPLITS = ("train", "val", "test")
 
 
@@ -174,25 +177,37 @@ class ForecastDataModule(L.LightningDataModule):
         }
 
 
-def read_table(path: Path, date_column: str, target: str):
-    """The CSV at `path` checked for what forecasting needs; errors name the file and key."""
+def read_table(path: Path, date_column: str, columns: Sequence[str]):
+    """The CSV at `path` checked for what forecasting needs; errors name the file, row and key.
+
+    Only `columns` are read as values; any other column is named in a warning and left out.
+    """
     import pandas as pd
 
     frame = pd.read_csv(path)
-    missing = [c for c in (date_column, target) if c not in frame.columns]
+    missing = [c for c in (date_column, *columns) if c not in frame.columns]
     if missing:
         raise ValueError(
             f"{path} has no column {missing[0]!r} (columns: {list(frame.columns)}); "
-            f"set data.date_column / data.target"
+            f"set data.date_column / data.target, or +data.columns=[...] for other columns"
         )
-    value_columns = [c for c in frame.columns if c != date_column]
-    non_numeric = [c for c in value_columns if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise ValueError(f"{path}: column {non_numeric[0]!r} is not numeric")
-    nan_rows = frame[value_columns].isna().any(axis=1)
+    unexpected = [c for c in frame.columns if c != date_column and c not in columns]
+    if unexpected:
+        log.warning(
+            "%s: left out column(s) %s, not in data.columns %s", path, unexpected, list(columns)
+        )
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            numbers = pd.to_numeric(frame[column], errors="coerce")
+            row = int(np.flatnonzero((numbers.isna() & frame[column].notna()).to_numpy())[0])
+            raise ValueError(
+                f"{path}: data row {row + 1}, column {column!r} holds "
+                f"{frame[column].iloc[row]!r}, not a number; fix the value"
+            )
+    nan_rows = frame[list(columns)].isna().any(axis=1)
     if nan_rows.any():
         row = int(np.flatnonzero(nan_rows.to_numpy())[0])
-        column = next(c for c in value_columns if pd.isna(frame[c].iloc[row]))
+        column = next(c for c in columns if pd.isna(frame[c].iloc[row]))
         raise ValueError(
             f"{path}: {int(nan_rows.sum())} rows hold NaN, the first at data row {row + 1} "
             f"(column {column!r}); fill or drop them before training"
@@ -201,20 +216,26 @@ def read_table(path: Path, date_column: str, target: str):
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise ValueError(f"{path}: data row {row + 1} has no parsable {date_column!r}")
-    steps = dates.diff().iloc[1:]
-    if (steps <= pd.Timedelta(0)).any():
-        row = int(np.flatnonzero((steps <= pd.Timedelta(0)).to_numpy())[0]) + 1
+    steps = dates.diff().iloc[1:].to_numpy()
+    if (steps <= np.timedelta64(0)).any():
+        row = int(np.flatnonzero(steps <= np.timedelta64(0))[0]) + 1
+        fix = (
+            f"data rows {row} and {row + 1} hold the same date: remove the duplicate"
+            if steps[row - 1] == np.timedelta64(0)
+            else "sort the file by date"
+        )
         raise ValueError(
             f"{path}: {date_column!r} is not strictly increasing at data row {row + 1} "
-            f"({dates.iloc[row - 1]} then {dates.iloc[row]}); sort the file by date"
+            f"({dates.iloc[row - 1]} then {dates.iloc[row]}); {fix}"
         )
-    return frame, dates, value_columns
+    return frame, dates
 
 
 class ETTDataModule(ForecastDataModule):
     """The ETT benchmark: 12/4/4 months train/val/test (ETTh1: 8,640 / 2,880 / 2,880 rows).
 
-    `features`: "M" forecasts all columns from all columns (multivariate), "S" only `target`
+    `features`: "M" forecasts all `columns` from all `columns` (multivariate; ETT's seven by
+    default, other columns in the file are named in a warning and left out), "S" only `target`
     from itself (univariate). `file` picks the data set (ETTh1.csv, ETTh2.csv, ETTm1.csv, ...):
     a local copy under `data_dir` (or its `ett/`), else downloaded into the cache.
     """
@@ -229,11 +250,14 @@ class ETTDataModule(ForecastDataModule):
         date_column: str = "date",
         split_months: tuple[int, int, int] = (12, 4, 4),
         url: str = ETT_URL,
+        columns: Sequence[str] = ETT_COLUMNS,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if features not in ("M", "S"):
             raise ValueError(f"data.features must be 'M' (multivariate) or 'S', got {features!r}")
+        if features == "M" and target not in columns:
+            raise ValueError(f"data.target={target!r} is not in data.columns={list(columns)}")
         if len(split_months) != 3 or min(split_months) < 1:
             raise ValueError(f"data.split_months must be three positive counts, got {split_months}")
         self.data_dir = data_dir
@@ -243,6 +267,7 @@ class ETTDataModule(ForecastDataModule):
         self.target = target
         self.date_column = date_column
         self.split_months = tuple(split_months)
+        self.value_columns = list(columns)
         self.url = url.format(file=file)
         self.source = file
 
@@ -252,9 +277,8 @@ class ETTDataModule(ForecastDataModule):
             return local / self.file
         path = self.cache_dir / "ett" / self.file
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
             try:
-                urllib.request.urlretrieve(self.url, path)
+                download(self.url, path)
             except OSError as error:
                 raise FileNotFoundError(
                     f"data.file={self.file!r} is not under data.data_dir={self.data_dir!r} (or "
@@ -269,7 +293,8 @@ class ETTDataModule(ForecastDataModule):
     def load(self) -> tuple[np.ndarray, list[str], tuple[int, int, int]]:
         path = self.path()
         self.source = str(Path("ett") / self.file) if path.parent.name == "ett" else self.file
-        frame, dates, value_columns = read_table(path, self.date_column, self.target)
+        columns = self.value_columns if self.features == "M" else [self.target]
+        frame, dates = read_table(path, self.date_column, columns)
         step = (dates.iloc[1] - dates.iloc[0]).total_seconds()
         rows_per_month = round(30 * 24 * 3600 / step)  # the protocol's months are 30 days
         borders = tuple(int(x) for x in np.cumsum(self.split_months) * rows_per_month)
@@ -278,7 +303,6 @@ class ETTDataModule(ForecastDataModule):
                 f"{path} has {len(frame)} rows; data.split_months={list(self.split_months)} "
                 f"needs {borders[-1]} at {rows_per_month} rows a month"
             )
-        columns = value_columns if self.features == "M" else [self.target]
         return frame[columns].to_numpy(np.float64), columns, borders
 
 

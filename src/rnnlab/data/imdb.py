@@ -6,7 +6,9 @@ Validation is carved from train (seeded, stratified); the test split is used onl
 
 `prepare_data` tokenises, builds the vocabulary from the training part only, and writes the
 token ids as Arrow files keyed by every setting they depend on; a second run reads them back
-and skips tokenisation. The vocabulary travels with the checkpoint (`state_dict`).
+and skips tokenisation. The cache is built once under a lock and renamed into place, its row
+counts checked on every read (`storage.load_or_build`). The vocabulary travels with the
+checkpoint (`state_dict`).
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import StaleCacheError, load_or_build
 from rnnlab.data.text import find_local, list_column_to_tensors, settings_key, stratified_split
 from rnnlab.data.tokenizers import Vocabulary, WordTokenizer
 
@@ -28,6 +33,21 @@ log = logging.getLogger(__name__)
 
 LABELS = ("neg", "pos")
 SPLITS = ("train", "test")
+
+
+def check_parquet_rows(path: Path) -> None:
+    """A readable parquet file with rows, or an error naming it (datasets names neither)."""
+    try:
+        rows = pq.ParquetFile(path).metadata.num_rows
+    except (OSError, pa.ArrowException) as error:
+        raise ValueError(
+            f"{path} is not a readable parquet file ({error}): replace it with the hub's "
+            "parquet file (data.data_dir)"
+        ) from error
+    if rows == 0:
+        raise ValueError(
+            f"{path} holds no rows: replace it with the hub's parquet file (data.data_dir)"
+        )
 
 
 def load_imdb(
@@ -40,6 +60,8 @@ def load_imdb(
         missing = [path for path in files.values() if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"IMDb copy in {local} lacks {missing} (data.data_dir)")
+        for path in files.values():
+            check_parquet_rows(Path(path))
         # One split at a time, so a file with other columns gets our message, not a cast error.
         raw = datasets.DatasetDict(
             {
@@ -119,9 +141,15 @@ class ImdbDataModule(SequenceDataModule):
         return self.cache_dir / f"imdb-{self.cache_key()}"
 
     def prepare_data(self) -> None:
-        """Tokenise and encode once; later runs with the same settings read the cache."""
-        if (self.cache_path / "vocab.json").is_file():
-            return
+        """Tokenise and encode once, in the process that comes first; the others wait, then read."""
+        self.read_cache()
+
+    def read_cache(self) -> tuple[Vocabulary, dict[str, datasets.Dataset]]:
+        """The vocabulary and encoded splits, built first if the cache is absent or damaged."""
+        return load_or_build(self.cache_path, self.build_cache, self.load_cache)
+
+    def build_cache(self, folder: Path) -> dict:
+        """Tokenise, build the vocabulary and write the encoded splits into `folder`."""
         started = time.perf_counter()
         raw = load_imdb(self.data_dir, self.hub_id, self.cache_dir)
         labels = np.asarray(raw["train"]["label"])
@@ -154,7 +182,7 @@ class ImdbDataModule(SequenceDataModule):
             "val": tokenized["train"].select(val_index),
             "test": tokenized["test"],
         }
-        self.cache_path.mkdir(parents=True, exist_ok=True)
+        rows = {}
         for name, part in parts.items():
             encoded = part.map(
                 encode_batch,
@@ -163,16 +191,36 @@ class ImdbDataModule(SequenceDataModule):
                 desc=f"encoding {name}",
                 load_from_cache_file=False,
             )
-            encoded.select_columns(["input_ids", "label"]).save_to_disk(str(self.cache_path / name))
-        vocab.save(self.cache_path / "vocab.json")  # written last: marks the cache complete
+            encoded.select_columns(["input_ids", "label"]).save_to_disk(str(folder / name))
+            rows[name] = len(encoded)
+        vocab.save(folder / "vocab.json")
         log.info(
             "IMDb tokenised and encoded in %.1f s into %s",
             time.perf_counter() - started,
             self.cache_path,
         )
+        return {"rows": rows, "vocab_size": len(vocab)}
 
-    def load_split(self, name: str) -> SequenceDataset:
-        part = datasets.load_from_disk(str(self.cache_path / name))
+    @staticmethod
+    def load_cache(folder: Path, manifest: dict) -> tuple[Vocabulary, dict[str, datasets.Dataset]]:
+        """Read a cache and check it against its manifest (an Arrow file cut at a record batch
+        boundary loads without error, only shorter)."""
+        vocab = Vocabulary.load(folder / "vocab.json")
+        if len(vocab) != manifest["vocab_size"]:
+            raise StaleCacheError(
+                f"{folder / 'vocab.json'} holds {len(vocab)} tokens, not {manifest['vocab_size']}"
+            )
+        parts = {}
+        for name, rows in manifest["rows"].items():
+            parts[name] = datasets.load_from_disk(str(folder / name))
+            if len(parts[name]) != rows:
+                raise StaleCacheError(
+                    f"{folder / name} holds {len(parts[name])} rows, not {rows}: delete {folder} "
+                    "to rebuild it"
+                )
+        return vocab, parts
+
+    def encoded_split(self, name: str, part: datasets.Dataset) -> SequenceDataset:
         table = part.data.table
         sequences = list_column_to_tensors(table.column("input_ids"))
         labels = table.column("label").to_numpy()
@@ -190,11 +238,10 @@ class ImdbDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        self.prepare_data()
-        self.vocab = Vocabulary.load(self.cache_path / "vocab.json")
-        self.train_set = self.load_split("train")
-        self.val_set = self.load_split("val")
-        self.test_set = self.load_split("test")
+        self.vocab, parts = self.read_cache()
+        self.train_set = self.encoded_split("train", parts["train"])
+        self.val_set = self.encoded_split("val", parts["val"])
+        self.test_set = self.encoded_split("test", parts["test"])
         self._spec = DataSpec(
             vocab_size=len(self.vocab),
             num_classes=2,

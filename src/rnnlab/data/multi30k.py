@@ -2,9 +2,9 @@
 
 Local copy: `data.data_dir` (or `$RNNLAB_DATA_DIR`) holding `multi30k/{train,val,test2016}.{de,en}`,
 one sentence a line, line i of one language translating line i of the other; otherwise the files
-are downloaded from the dataset's repository into the cache. Word-level, lower-cased
-tokenisation with punctuation split off; one vocabulary per language from the training pairs
-only (`min_freq`), the target's with `<s>` = 2 and `</s>` = 3.
+are downloaded from the dataset's repository into the cache (each whole, once, under a lock).
+Word-level, lower-cased tokenisation with punctuation split off; one vocabulary per language
+from the training pairs only (`min_freq`), the target's with `<s>` = 2 and `</s>` = 3.
 
 A batch: `inputs` (B, S) padded source ids with `lengths`, `targets` (B, T) padded
 ``<s> ... </s>`` ids with `target_lengths`, and `index` (the line number), in length buckets of
@@ -13,8 +13,9 @@ source length.
 
 from __future__ import annotations
 
+import gzip
 import logging
-import urllib.request
+import zlib
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from torch import Tensor
 
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, WordTokenizer
 
@@ -107,17 +109,10 @@ class Multi30kDataModule(SequenceDataModule):
         folder = self.cache_dir / "multi30k"
         for split, stem in SPLIT_FILES.items():
             for language in (self.source, self.target):
-                path = folder / f"{stem}.{language}"
-                if path.is_file():
-                    continue
-                folder.mkdir(parents=True, exist_ok=True)
                 url = self.url.format(file=f"{REMOTE_FILES[split]}.{language}.gz")
                 try:
-                    import gzip
-
-                    with urllib.request.urlopen(url) as response:
-                        path.write_bytes(gzip.decompress(response.read()))
-                except OSError as error:
+                    download(url, folder / f"{stem}.{language}", gzip.decompress)
+                except (OSError, EOFError, zlib.error) as error:  # EOFError: a cut gzip stream
                     raise FileNotFoundError(
                         f"no multi30k/train.{self.source} under data.data_dir={self.data_dir!r} "
                         f"and downloading {url} failed: {error}. Point data.data_dir (or "

@@ -1,8 +1,10 @@
 """Surnames in 18 languages (the PyTorch tutorial's data): classify a name's language by character.
 
-One UTF-8 file per language, one name per line, the file's stem is the label. Local copy:
-`data.data_dir` (or `$RNNLAB_DATA_DIR`) holding `names/*.txt`; otherwise the tutorial's
-`data.zip` is downloaded into the cache.
+One UTF-8 file per language, one name per line, the file's stem is the label; only the
+tutorial's 18 languages are read (`+data.languages=[...]` for others), other files are named
+in the log and left out. Local copy: `data.data_dir` (or `$RNNLAB_DATA_DIR`) holding
+`names/*.txt`; otherwise the tutorial's `data.zip` is downloaded and unpacked into the cache,
+once, under a lock.
 
 Honest protocol: (name, language) pairs are de-duplicated first (Arabic has 2,000 lines but
 108 distinct names), then split by *name*, stratified by language, so no test name is seen in
@@ -11,11 +13,11 @@ training, not even under another language.
 
 from __future__ import annotations
 
+import io
 import logging
-import urllib.request
 import zipfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,25 +27,65 @@ import torch
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import fetch, load_or_build
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, CharTokenizer, Vocabulary
 
 log = logging.getLogger(__name__)
 
 NAMES_URL = "https://download.pytorch.org/tutorial/data.zip"
+# the tutorial's files; `+data.languages=[...]` replaces them for another collection
+LANGUAGES = (
+    "Arabic",
+    "Chinese",
+    "Czech",
+    "Dutch",
+    "English",
+    "French",
+    "German",
+    "Greek",
+    "Irish",
+    "Italian",
+    "Japanese",
+    "Korean",
+    "Polish",
+    "Portuguese",
+    "Russian",
+    "Scottish",
+    "Spanish",
+    "Vietnamese",
+)
 
 
-def read_name_files(folder: Path) -> list[tuple[str, str]]:
-    """(name, language) pairs from `folder/*.txt`; blank lines dropped and counted."""
-    files = sorted(folder.glob("*.txt"))
+def read_name_files(folder: Path, languages: Collection[str] = LANGUAGES) -> list[tuple[str, str]]:
+    """(name, language) pairs from `folder/<language>.txt`; blank lines dropped and counted.
+
+    Other files (a README.txt, notes) are not languages: they are left out and named in the log.
+    """
+    found = sorted(folder.glob("*.txt"))
+    files = [path for path in found if path.stem in languages]
+    others = [path.name for path in found if path.stem not in languages]
     if not files:
-        raise FileNotFoundError(f"no *.txt name files in {folder} (data.data_dir)")
+        raise FileNotFoundError(
+            f"{folder} holds no name files of the expected languages (found: "
+            f"{[path.name for path in found]}): add <Language>.txt files, e.g. English.txt, or "
+            "list your languages with +data.languages=[...]"
+        )
+    if others:
+        log.warning(
+            "names: left out %s in %s: not a language of data.languages (+data.languages=[...] "
+            "takes others)",
+            ", ".join(others),
+            folder,
+        )
+    log.info("names: %d language files from %s", len(files), folder)
     pairs, blank = [], 0
     for path in files:
+        data = path.read_bytes()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = data.decode("utf-8-sig")  # an editor's byte-order mark is not a character
         except UnicodeDecodeError as error:
-            line = path.read_bytes()[: error.start].count(b"\n") + 1
+            line = data[: error.start].count(b"\n") + 1
             raise ValueError(
                 f"{path} line {line} is not valid UTF-8 ({error.reason}); "
                 "re-encode the file as UTF-8"
@@ -59,23 +101,32 @@ def read_name_files(folder: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def download_names(cache_dir: Path) -> Path:
-    """The tutorial's data.zip, fetched once into the cache; returns the names folder."""
-    target = cache_dir / "names-tutorial"
-    folder = target / "data" / "names"
-    if not folder.is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = target / "data.zip"
+def download_names(cache_dir: Path, problem: str = "") -> Path:
+    """The tutorial's data.zip, fetched and unpacked once into the cache; the names folder.
+
+    `problem` says why no local copy was used, for the error if the download fails too.
+    """
+
+    def build(folder: Path) -> dict:
         try:
-            urllib.request.urlretrieve(NAMES_URL, archive)
-        except OSError as error:
+            with zipfile.ZipFile(io.BytesIO(fetch(NAMES_URL))) as zipped:
+                zipped.extractall(folder)
+        except (OSError, zipfile.BadZipFile) as error:
             raise FileNotFoundError(
-                f"could not download the names data ({NAMES_URL}): {error}. Point data.data_dir "
-                "(or the RNNLAB_DATA_DIR environment variable) at a folder holding names/*.txt."
+                f"{problem}could not download the names data ({NAMES_URL}): {error}. Point "
+                "data.data_dir (or the RNNLAB_DATA_DIR environment variable) at a folder "
+                "holding names/*.txt."
             ) from error
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(target)
-    return folder
+        return {"files": sorted(path.name for path in (folder / "data" / "names").glob("*.txt"))}
+
+    def load(folder: Path, manifest: dict) -> Path:
+        names = folder / "data" / "names"
+        missing = [name for name in manifest["files"] if not (names / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{names} lacks {missing}")
+        return names
+
+    return load_or_build(cache_dir / "names-tutorial", build, load)
 
 
 def group_split(
@@ -120,11 +171,13 @@ class NamesDataModule(SequenceDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.1,
         ascii_fold: bool = False,
+        languages: Sequence[str] = LANGUAGES,
         **loader_kwargs,
     ) -> None:
         super().__init__(**loader_kwargs)
         if val_fraction <= 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
             raise ValueError("data.val_fraction and data.test_fraction must be > 0 with a sum < 1")
+        self.expected_languages = tuple(languages)
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.fractions = (val_fraction, test_fraction)
@@ -138,9 +191,17 @@ class NamesDataModule(SequenceDataModule):
         local = find_local(self.data_dir, "names", "*.txt")
         if local is not None:
             return local
-        if self.data_dir is not None:
-            log.warning("no names/*.txt under data.data_dir=%s; downloading", self.data_dir)
-        return download_names(self.cache_dir)
+        if self.data_dir is None:
+            return download_names(self.cache_dir)
+        for folder in (Path(self.data_dir) / "names", Path(self.data_dir)):
+            if folder.name == "names" and folder.is_dir():
+                raise FileNotFoundError(
+                    f"{folder} holds no <Language>.txt name files: add them, or point "
+                    "data.data_dir elsewhere (unset, the tutorial's names are downloaded)"
+                )
+        problem = f"no names/*.txt under data.data_dir={self.data_dir!r}, and "
+        log.warning("%sdownloading", problem)
+        return download_names(self.cache_dir, problem)
 
     def prepare_data(self) -> None:
         self.source_folder()
@@ -148,7 +209,7 @@ class NamesDataModule(SequenceDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        raw = read_name_files(self.source_folder())
+        raw = read_name_files(self.source_folder(), self.expected_languages)
         self.pairs = sorted(set(raw))
         log.info("names: %d lines, %d distinct (name, language) pairs", len(raw), len(self.pairs))
         self.languages = sorted({language for _, language in self.pairs})

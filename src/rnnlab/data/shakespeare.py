@@ -16,7 +16,6 @@ otherwise the char-rnn file is downloaded into the cache.
 from __future__ import annotations
 
 import logging
-import urllib.request
 from pathlib import Path
 
 import lightning as L
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data.base import replica
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
 
@@ -61,14 +61,15 @@ class StreamWindows(Dataset):
         return {"inputs": self.inputs[:, window], "targets": self.targets[:, window]}
 
 
-def read_text(data_dir: str | None, cache_dir: Path, name: str, filename: str, url: str) -> str:
-    """A local copy's text, else one downloaded once into the cache; a clear error if neither."""
+def read_text(
+    data_dir: str | None, cache_dir: Path, name: str, filename: str, url: str
+) -> tuple[Path, str]:
+    """A local copy's path and text, else one downloaded once, whole, into the cache."""
     local = find_local(data_dir, name, filename)
     path = local / filename if local is not None else cache_dir / name / filename
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            urllib.request.urlretrieve(url, path)
+            download(url, path)
         except OSError as error:
             raise FileNotFoundError(
                 f"could not download {url}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
@@ -77,7 +78,17 @@ def read_text(data_dir: str | None, cache_dir: Path, name: str, filename: str, u
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ValueError(f"{path} is empty (data.data_dir)")
-    return text
+    return path, text
+
+
+def check_streams(path: Path, part: str, ids: Tensor, key: str, streams: int, world: int) -> None:
+    """An error naming the file and key if `ids` cannot give every stream one (input, target)."""
+    if (len(ids) - 1) // (streams * world) < 1:
+        ranks = f" on each of {world} processes" if world > 1 else ""
+        raise ValueError(
+            f"{path}: its {part} part ({len(ids)} characters) cannot fill {key}={streams} "
+            f"streams{ranks}: lower {key}, or use a longer text"
+        )
 
 
 class ShakespeareDataModule(L.LightningDataModule):
@@ -118,11 +129,18 @@ class ShakespeareDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_ids is not None:
             return
-        text = read_text(self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url)
+        path, text = read_text(
+            self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url
+        )
         split = int(len(text) * self.train_fraction)
         self.vocab = Vocabulary.build([self.tokenizer(text[:split])])
         self.train_ids = torch.tensor(self.vocab.encode(text[:split]))
         self.val_ids = torch.tensor(self.vocab.encode(text[split:]))
+        world = replica(self)[1]
+        check_streams(path, "training", self.train_ids, "data.batch_size", self.batch_size, world)
+        check_streams(
+            path, "validation", self.val_ids, "data.val_batch_size", self.val_batch_size, world
+        )
         unknown = int((self.val_ids == Vocabulary.unk_id).sum())
         if unknown:
             log.info(

@@ -13,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from rnnlab.data.storage import atomic_write_text
+
 PAD, UNK = "<pad>", "<unk>"
 # start and end of a sequence, for models that generate whole sequences (names)
 BOS, EOS = "<s>", "</s>"
@@ -112,8 +114,15 @@ class Vocabulary:
         return [self.tokens[i] for i in ids]
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False))
+        atomic_write_text(path, json.dumps(self.tokens, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        return cls(json.loads(Path(path).read_text()))
+        try:
+            tokens = json.loads(Path(path).read_text(encoding="utf-8"))
+        except ValueError as error:  # cut short by an older writer, a full disk or a hand edit
+            raise ValueError(
+                f"{path} is not a complete vocabulary ({error}): delete it, or the cache folder "
+                "holding it, to rebuild it"
+            ) from error
+        return cls(tokens)
