@@ -268,3 +268,31 @@ def test_backbone_matches_torchs_own_packed_module(cell, num_layers, bidirection
     # the summary the heads read: forward at length - 1, backward at step 0, of the top layer
     top = theirs_h[-backbone.num_directions :].transpose(0, 1).reshape(6, -1)
     torch.testing.assert_close(ours.last, top, **exact)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    ("cell", "num_layers", "bidirectional", "padding"),
+    list(itertools.product(CELLS, [1, 2], [False, True], ["mask", "pack"])),
+)
+def test_backbone_on_cuda_matches_torchs_own_packed_module(
+    cell, num_layers, bidirectional, padding
+):
+    """The same oracle on cuDNN, in float32 (TF32 off): both padding strategies stay exact."""
+    torch.backends.cudnn.allow_tf32 = False
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, cell, num_layers, bidirectional, padding=padding).cuda()
+    oracle = copy_into_torch_module(backbone).float().cuda()
+    lengths = torch.tensor([7, 3, 1, 5, 7, 2])
+    valid = (torch.arange(7) < lengths.unsqueeze(1)).cuda()
+    x = torch.randn(6, 7, 5, device="cuda")
+    x[~valid] = 100.0
+    ours_x, theirs_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = backbone(ours_x, lengths)
+    ours.outputs[valid].sum().backward()
+    packed = pack_padded_sequence(theirs_x, lengths, batch_first=True, enforce_sorted=False)
+    theirs, _ = pad_packed_sequence(oracle(packed)[0], batch_first=True, total_length=7)
+    theirs[valid].sum().backward()
+    close = {"atol": 1e-5, "rtol": 1e-5}
+    torch.testing.assert_close(ours.outputs[valid], theirs[valid], **close)
+    torch.testing.assert_close(ours_x.grad, theirs_x.grad, **close)
