@@ -147,6 +147,9 @@ def test_fast_dev_run_and_generate_script(make_cfg, text_dir, tmp_path):
     )
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"]) and "val/loss_windows" in metrics
+    # the estimator nanoGPT's figures use, also at test (one epoch: the tested weights are the
+    # validated ones, and the windows are drawn from a fixed seed)
+    assert metrics["test/loss_windows"] == pytest.approx(metrics["val/loss_windows"], rel=1e-5)
     assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / math.log(2))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     result = subprocess.run(
