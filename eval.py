@@ -3,10 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.errors import report_config_errors
 from rnnlab.train import evaluate
 
 
 @hydra.main(config_path="conf", config_name="eval")
+@report_config_errors
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -3,10 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.errors import report_config_errors
 from rnnlab.train import run
 
 
 @hydra.main(config_path="conf", config_name="train")
+@report_config_errors
 def main(cfg: DictConfig) -> float | None:
     return run(cfg)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from rnnlab.predict import Generator, parse_options
+from rnnlab.predict import Generator, number_option, parse_options
 
 DEFAULTS = {
     "prompt": None,
@@ -27,15 +27,19 @@ DEFAULTS = {
 def main() -> None:
     options = parse_options(sys.argv[1:], DEFAULTS)
     try:
+        length = number_option(options, "length", int, above=0)
+        temperature = number_option(options, "temperature", float, above=0)
+        top_k = number_option(options, "top_k", int, above=0)
+        seed = number_option(options, "seed", int)
+        samples = number_option(options, "samples", int, above=0)
         generator = Generator(options["ckpt_path"])
         prompt = options["prompt"] if options["prompt"] is not None else generator.default_prompt
-        seed = int(options["seed"]) if options["seed"] else None
-        for sample in range(int(options["samples"])):
+        for sample in range(samples):
             text = generator(
                 prompt,
-                int(options["length"]),
-                float(options["temperature"]),
-                int(options["top_k"]) if options["top_k"] else None,
+                length,
+                temperature,
+                top_k,
                 None if seed is None else seed + sample,
                 options["language"] or None,
             )

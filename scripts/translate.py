@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from rnnlab.predict import Translator, parse_options
+from rnnlab.predict import Translator, number_option, parse_options
 
 DEFAULTS = {"text": None, "beam_size": "1", "length_penalty": ""}
 
@@ -28,8 +28,8 @@ def main() -> None:
         unknown = sorted({w for text in texts for w in translator.unknown_words(text)})
         if unknown:
             print(f"read as <unk>: {' '.join(unknown)}", file=sys.stderr)
-        penalty = float(options["length_penalty"]) if options["length_penalty"] else None
-        translations = translator(texts, int(options["beam_size"]), penalty)
+        penalty = number_option(options, "length_penalty", float)
+        translations = translator(texts, number_option(options, "beam_size", int, above=0), penalty)
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f"error: {error}")
     for translation in translations:

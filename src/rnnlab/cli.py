@@ -13,6 +13,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from rnnlab.errors import report_config_errors
 from rnnlab.train import evaluate, run
 
 
@@ -36,9 +37,11 @@ def eval_main() -> None:
     hydra.main(config_path=config_dir(), config_name="eval")(_eval)()
 
 
+@report_config_errors
 def _train(cfg: DictConfig) -> float | None:
     return run(cfg)
 
 
+@report_config_errors
 def _eval(cfg: DictConfig) -> None:
     evaluate(cfg)

@@ -10,10 +10,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import torch
 
+from rnnlab.checkpoints import require_task
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
+from rnnlab.errors import ConfigError
 from rnnlab.tasks import ClassificationTask, LanguageModelTask, TranslationTask
 from rnnlab.tasks.translation import detokenize
 from rnnlab.utils import read_checkpoint
@@ -38,20 +41,41 @@ def parse_options(arguments: list[str], defaults: dict[str, str | None]) -> dict
     return options
 
 
-def text_state(ckpt_path: str | Path, vocab_key: str = "vocab") -> dict:
-    """The datamodule state (vocabularies, tokeniser, labels) stored in a checkpoint."""
+def number_option(
+    options: dict[str, str | None], key: str, kind: type = int, above: float | None = None
+) -> int | float | None:
+    """`options[key]` as an int or float (None when empty), greater than `above` if given."""
+    raw = options[key]
+    if raw is None or raw == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"{key}={raw!r} is not {what}") from None
+    if above is not None and not value > above:  # `not >` also refuses NaN
+        raise ConfigError(f"{key} must be greater than {above}, got {raw}")
+    return value
+
+
+def text_state(ckpt_path: str | Path, task_class: type[L.LightningModule], vocab_key: str) -> dict:
+    """The datamodule state (vocabularies, tokeniser, labels) stored in a checkpoint of
+    `task_class`; a checkpoint of another task is an error saying what it is."""
     checkpoint = read_checkpoint(ckpt_path)
+    require_task(checkpoint, task_class, ckpt_path)
     for value in checkpoint.values():
         if isinstance(value, dict) and value.get(vocab_key) and "tokenizer" in value:
             return value
-    raise ValueError(f"{ckpt_path} holds no {vocab_key}: it was not trained on this kind of data")
+    raise ConfigError(
+        f"ckpt_path={str(ckpt_path)!r} holds no {vocab_key}: it was not trained on text"
+    )
 
 
 class Classifier:
     """A classification checkpoint plus the text pipeline it was trained with."""
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        state = text_state(ckpt_path)
+        state = text_state(ckpt_path, ClassificationTask, "vocab")
         self.tokenizer = tokenizer_from_config(state["tokenizer"])
         self.vocab = Vocabulary(state["vocab"])
         self.labels = state["labels"]
@@ -62,7 +86,7 @@ class Classifier:
     def encode(self, text: str) -> torch.Tensor:
         ids = self.vocab.encode(self.tokenizer(text))[: self.max_len]
         if not ids:
-            raise ValueError(f"text {text!r} is empty or tokenises to nothing")
+            raise ConfigError(f"text {text!r} is empty or tokenises to nothing")
         return torch.tensor(ids)
 
     def __call__(self, texts: list[str]) -> list[Prediction]:
@@ -85,7 +109,7 @@ class Generator:
     """
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        state = text_state(ckpt_path)
+        state = text_state(ckpt_path, LanguageModelTask, "vocab")
         self.tokenizer = tokenizer_from_config(state["tokenizer"])
         self.vocab = Vocabulary(state["vocab"])
         self.labels = list(state.get("labels") or [])
@@ -110,18 +134,18 @@ class Generator:
         tokens = self.tokenizer(prompt)
         unknown = sorted({t for t in tokens if t not in self.vocab.index})
         if unknown:
-            raise ValueError(f"prompt characters {unknown} are not in the model's vocabulary")
+            raise ConfigError(f"prompt characters {unknown} are not in the model's vocabulary")
         if self.sequences:
             tokens = [BOS, *tokens]
         if not tokens:
-            raise ValueError("prompt= must not be empty for this model")
+            raise ConfigError("prompt= must not be empty for this model")
         condition_id = None
         if self.conditional:
             if condition not in self.labels:
-                raise ValueError(f"language={condition!r}: choose one of {self.labels}")
+                raise ConfigError(f"language={condition!r}: choose one of {self.labels}")
             condition_id = self.labels.index(condition)
         elif condition:
-            raise ValueError("this model is not conditional: leave out language=")
+            raise ConfigError("this model is not conditional: leave out language=")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         specials = [self.vocab.index[t] for t in (BOS,) if self.sequences]
         ids = self.task.generate(
@@ -141,7 +165,7 @@ class Translator:
     """A translation checkpoint with its tokeniser and both vocabularies."""
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        state = text_state(ckpt_path, "source_vocab")
+        state = text_state(ckpt_path, TranslationTask, "source_vocab")
         self.tokenizer = tokenizer_from_config(state["tokenizer"])
         self.source_vocab = Vocabulary(state["source_vocab"])
         self.target_vocab = Vocabulary(state["target_vocab"])
@@ -161,7 +185,7 @@ class Translator:
         for text in texts:
             ids = self.source_vocab.encode(self.tokenizer(text))
             if len(ids) > self.max_src_len:
-                raise ValueError(
+                raise ConfigError(
                     f"a source of {len(ids)} words is longer than data.max_src_len="
                     f"{self.max_src_len}: split it into sentences"
                 )

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +27,24 @@ from omegaconf import DictConfig, OmegaConf
 
 from rnnlab.allocator import tune_malloc
 from rnnlab.callbacks import OptunaPruning
+from rnnlab.checkpoints import adopt_data_state, check_data_state, require_task
 from rnnlab.data.spec import DataSpec
+from rnnlab.errors import ConfigError
 from rnnlab.models import RecurrentBackbone
 from rnnlab.utils import build, read_checkpoint
 
 log = logging.getLogger(__name__)
+
+# what a training run writes into its directory (Hydra's .hydra/ and log file are not counted:
+# they are written before the run starts)
+RUN_OUTPUTS = (
+    "checkpoints",
+    "tensorboard",
+    "csv",
+    "metrics.json",
+    "config_resolved.yaml",
+    "data_state.json",
+)
 
 
 def plain(cfg: DictConfig | dict | None) -> dict[str, Any]:
@@ -43,7 +59,57 @@ def check_model_config(model_cfg: DictConfig) -> None:
     try:
         RecurrentBackbone(1, **plain(model_cfg))
     except TypeError as error:
-        raise ValueError(f"bad key in the model config: {error}") from error
+        raise ConfigError(f"bad key in the model config: {error}") from error
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """Fail before any data is loaded on settings that would waste or mislead a run."""
+    optimizer = cfg.task.get("optimizer") or {}
+    lr = optimizer.get("lr")
+    if lr is not None and not (isinstance(lr, (int, float)) and 0 < lr < math.inf):
+        raise ConfigError(f"task.optimizer.lr must be a positive number, got {lr!r}")
+    if cfg.get("train", True):
+        for key in ("max_epochs", "max_steps"):
+            if cfg.trainer.get(key) == 0:
+                raise ConfigError(
+                    f"trainer.{key}=0 trains nothing, and the test would score untrained "
+                    f"weights: pass trainer.{key} >= 1 (or train=false ckpt_path=... to test "
+                    "a checkpoint)"
+                )
+
+
+def check_run_dir(cfg: DictConfig) -> None:
+    """Never write over an earlier run's outputs: resume it, or replace it when asked to.
+
+    A run directory holding rnnlab outputs is refused unless `ckpt_path` resumes from it
+    (`last` or a checkpoint inside it) or `overwrite=true`, which first removes those outputs
+    so no checkpoint of another model stays beside the new ones.
+    """
+    if rank_zero_only.rank != 0:  # other ranks of a run find rank 0's outputs already there
+        return
+    output_dir = Path(cfg.paths.output_dir)
+    found = [name for name in RUN_OUTPUTS if (output_dir / name).exists()]
+    if not found:
+        return
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path == "last" or (
+        ckpt_path and Path(ckpt_path).resolve().is_relative_to(output_dir.resolve())
+    ):
+        return
+    if not cfg.get("overwrite"):
+        raise ConfigError(
+            f"the run directory {output_dir} already holds a run ({', '.join(found)}): pass "
+            "ckpt_path=last to resume it, or overwrite=true to replace it"
+        )
+    log.warning("overwrite=true: removing %s from %s", ", ".join(found), output_dir)
+    for name in found:
+        path = output_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def build_task(cfg: DictConfig, spec: DataSpec) -> L.LightningModule:
@@ -123,23 +189,36 @@ def save_resolved_config(cfg: DictConfig) -> None:
     OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
 
 
-def resume_checkpoint(cfg: DictConfig) -> str | None:
-    """The checkpoint `ckpt_path` names, checked before any data loads.
+def run_seed(cfg: DictConfig) -> int:
+    """The config's seed. `seed=null` draws one, which the saved config then records so the run
+    can be repeated; DDP ranks started by rank 0 inherit its draw through PL_GLOBAL_SEED."""
+    if cfg.get("seed") is not None:
+        return int(cfg.seed)
+    inherited = os.environ.get("PL_GLOBAL_SEED")
+    if inherited and rank_zero_only.rank != 0:
+        return int(inherited)
+    return random.SystemRandom().randrange(2**31)
+
+
+def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | None]:
+    """The checkpoint `ckpt_path` names, and its contents, checked before any data loads.
 
     `ckpt_path=last` is the run directory's `checkpoints/last.ckpt` (none yet: start afresh, so
-    a requeued job can always pass it). A checkpoint trained with another `model` config is an
-    error naming the keys that differ.
+    a requeued job can always pass it). A checkpoint of another task, or trained with another
+    `model` config, is an error naming what differs.
     """
     path = cfg.get("ckpt_path")
     if not path:
-        return None
+        return None, None
     if path == "last":
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
         if not last.is_file():
             log.info("ckpt_path=last: no %s yet, starting from scratch", last)
-            return None
+            return None, None
         path = str(last)
-    stored = read_checkpoint(path).get("hyper_parameters", {}).get("model")
+    checkpoint = read_checkpoint(path)
+    require_task(checkpoint, get_class(cfg.task._target_), path)
+    stored = checkpoint.get("hyper_parameters", {}).get("model")
     if stored is not None:
         wanted = plain(cfg.model)
         differ = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
@@ -147,22 +226,24 @@ def resume_checkpoint(cfg: DictConfig) -> str | None:
             details = ", ".join(
                 f"model.{k}: {stored.get(k)!r} there, {wanted.get(k)!r} here" for k in differ
             )
-            raise ValueError(f"ckpt_path={path} was trained with another model config ({details})")
-    return path
+            raise ConfigError(f"ckpt_path={path} was trained with another model config ({details})")
+    return path, checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; return every logged metric as floats."""
     tune_malloc()
     check_model_config(cfg.model)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+    check_run_config(cfg)
+    cfg.seed = L.seed_everything(run_seed(cfg), workers=True)
     save_resolved_config(cfg)
 
-    resume_from = resume_checkpoint(cfg)
+    resume_from, checkpoint = resume_checkpoint(cfg)
     datamodule = build(cfg.data)
+    data_state = adopt_data_state(datamodule, checkpoint, resume_from) if checkpoint else None
     datamodule.prepare_data()
     datamodule.setup("fit")
+    check_data_state(datamodule, data_state, resume_from)
     task = build_task(cfg, datamodule.spec)
     save_data_state(cfg, datamodule)
     callbacks = instantiate_group(cfg.get("callbacks"))
@@ -192,6 +273,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 trainer.global_step,
             )
             metrics.update(to_floats(trainer.callback_metrics))
+            metrics["epochs"] = float(trainer.current_epoch)  # completed, for provenance
         if cfg.get("test", True):
             checkpoint = next(
                 (
@@ -247,6 +329,7 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
 
 def run(cfg: DictConfig) -> float | None:
     """Entry point behind `train.py`: train, then return the sweeper's objective."""
+    check_run_dir(cfg)
     metrics = train(cfg)
     for key in sorted(metrics):
         if key.startswith("test/"):
@@ -257,14 +340,17 @@ def run(cfg: DictConfig) -> float | None:
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint at `cfg.ckpt_path` on the data config's test split."""
     if not cfg.get("ckpt_path"):
-        raise ValueError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
+        raise ConfigError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
     tune_malloc()
     ckpt_path = Path(cfg.ckpt_path)
-    read_checkpoint(ckpt_path)
+    checkpoint = read_checkpoint(ckpt_path)
+    task_class = get_class(cfg.task._target_)
+    require_task(checkpoint, task_class, ckpt_path)
     datamodule = build(cfg.data)
+    data_state = adopt_data_state(datamodule, checkpoint, ckpt_path)
     datamodule.prepare_data()
     datamodule.setup("test")
-    task_class = get_class(cfg.task._target_)
+    check_data_state(datamodule, data_state, ckpt_path)
     task = task_class.load_from_checkpoint(ckpt_path, map_location="cpu")
     check_spec_matches(task, datamodule.spec, ckpt_path)
     loggers = instantiate_group(cfg.get("logger"))
@@ -285,7 +371,7 @@ def check_spec_matches(task: L.LightningModule, spec: DataSpec, ckpt_path: Path)
     for key, value in spec.task_kwargs().items():
         stored = task.hparams.get(key)
         if stored is not None and stored != value:
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint {ckpt_path.name} was trained with {key}={stored!r}, but the data "
                 f"config gives {key}={value!r}: pass the data=... options used for training"
             )

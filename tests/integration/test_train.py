@@ -15,10 +15,16 @@ import torch.nn.functional as F
 from hydra.core.global_hydra import GlobalHydra
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rnnlab.data.imdb import ImdbDataModule
 from rnnlab.data.synthetic import RecallDataModule
+from rnnlab.errors import ConfigError
 from rnnlab.tasks import ClassificationTask
-from rnnlab.train import objective, train
+from rnnlab.train import evaluate, objective, train
+from rnnlab.utils import read_checkpoint
 from tests.conftest import ROOT, TINY_RECALL, compose_config
+from tests.integration.test_forecasting import write_csv
+from tests.integration.test_language_model import TEXT
+from tests.integration.test_text_data import write_imdb, write_names
 
 PRESETS = ["rnn", "lstm", "gru", "birnn", "bilstm", "bigru"]
 
@@ -216,3 +222,94 @@ def test_label_smoothing_applies_to_the_training_loss_only(monkeypatch):
     torch.testing.assert_close(logged["val/loss"], F.cross_entropy(logits, batch["labels"]))
     with pytest.raises(ValueError, match="task.label_smoothing"):
         ClassificationTask(num_classes=3, vocab_size=6, model={"hidden_size": 4}, label_smoothing=1)
+
+
+# min_freq=1 puts each review's number ("take 7") into the vocabulary: the vocabulary then
+# depends on which reviews the seed leaves in the training part, while its size does not
+TINY_IMDB = ["data=imdb", "data.min_freq=1", "model.hidden_size=8", "data.batch_size=4"]
+TRAIN_ONLY = ["trainer.max_epochs=1", "~callbacks.progress_bar"]
+
+
+def imdb_paths(tmp_path) -> list[str]:
+    write_imdb(tmp_path / "data" / "imdb")
+    return [f"paths.data_dir={tmp_path / 'data'}", f"paths.cache_dir={tmp_path / 'cache'}"]
+
+
+def test_imdb_vocabulary_depends_on_the_seed_but_not_its_size(tmp_path):
+    """The condition the two tests below need: today's size check cannot see the difference."""
+    write_imdb(tmp_path / "data" / "imdb")
+    vocabularies = []
+    for seed in (1, 12345):
+        datamodule = ImdbDataModule(
+            data_dir=str(tmp_path / "data"), cache_dir=str(tmp_path), min_freq=1, seed=seed
+        )
+        datamodule.setup()
+        vocabularies.append(datamodule.vocab.tokens)
+    assert len(vocabularies[0]) == len(vocabularies[1])
+    assert vocabularies[0] != vocabularies[1]
+
+
+def test_eval_with_another_seed_encodes_with_the_checkpoint_vocabulary(make_cfg, tmp_path):
+    paths = imdb_paths(tmp_path)
+    trained = train(make_cfg([*TINY_IMDB, *paths, *TRAIN_ONLY, "seed=1", "logger=none"]))
+    best = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))  # what the run tested
+    evaluated = evaluate(make_cfg([*TINY_IMDB, *paths, f"ckpt_path={best}"], "eval"))  # seed 12345
+    assert evaluated["test/loss"] == pytest.approx(trained["test/loss"], abs=1e-6)
+    assert evaluated["test/acc"] == pytest.approx(trained["test/acc"], abs=1e-6)
+
+
+def test_resume_with_another_seed_encodes_with_the_checkpoint_vocabulary(make_cfg, tmp_path):
+    # plateau: a one-cycle schedule cannot be extended past the steps it was built for
+    paths = [*imdb_paths(tmp_path), "task/scheduler=plateau"]
+    train(make_cfg([*TINY_IMDB, *paths, *TRAIN_ONLY, "seed=1", "logger=none"]))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    stored = read_checkpoint(last)["ImdbDataModule"]
+    resumed_dir = tmp_path / "resumed"
+    overrides = [*TINY_IMDB, *paths, "trainer.max_epochs=2", "~callbacks.progress_bar"]
+    train(compose_config([*overrides, f"ckpt_path={last}", "logger=none"], resumed_dir))
+    resumed = json.loads((resumed_dir / "data_state.json").read_text())
+    assert resumed["vocab"] == stored["vocab"]
+
+
+@pytest.mark.parametrize("data", ["names", "sine"])
+def test_eval_with_another_seed_tests_on_the_checkpoint_data(make_cfg, tmp_path, data):
+    """Names: the seed picks the test names and the vocabulary; sine: the series itself."""
+    if data == "names":
+        write_names(tmp_path / "data" / "names")
+        overrides = [f"paths.data_dir={tmp_path / 'data'}", "data.batch_size=4"]
+    else:
+        overrides = ["data.lookback=24", "data.horizon=12", "task.segment_len=6"]
+    overrides += [f"data={data}", "model=gru", "model.hidden_size=8", "logger=none"]
+    overrides += [f"paths.cache_dir={tmp_path / 'cache'}"]
+    trained = train(make_cfg([*overrides, *TRAIN_ONLY, "seed=1"]))
+    best = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    evaluated = evaluate(make_cfg([*overrides, f"ckpt_path={best}"], "eval"))
+    tested = {k: v for k, v in trained.items() if k.startswith("test/")}
+    assert tested and evaluated == pytest.approx(tested, abs=1e-6)
+
+
+@pytest.mark.parametrize("data", ["ett", "shakespeare"])
+def test_eval_on_data_that_encodes_differently_names_what_differs(make_cfg, tmp_path, data):
+    """ETT: other split borders give other scaling statistics; Shakespeare: another text with
+    as many distinct characters gives a vocabulary of the same size but other characters."""
+    folder = tmp_path / "data"
+    if data == "ett":
+        write_csv(folder / "ett")
+        overrides = ["data=ett", "data.lookback=24", "data.horizon=12", "task.segment_len=6"]
+        overrides += [f"paths.data_dir={folder}"]
+        train_only, eval_only = ["data.split_months=[6,2,2]"], ["data.split_months=[5,2,2]"]
+        differs = "mean: "
+    else:
+        (folder / "tinyshakespeare").mkdir(parents=True)
+        (folder / "tinyshakespeare" / "input.txt").write_text(TEXT)
+        overrides = ["data=shakespeare", f"paths.data_dir={folder}", "data.batch_size=4"]
+        overrides += ["data.bptt=32", "task.estimate_windows=0"]
+        train_only, eval_only = [], []
+        differs = "vocab: "
+    overrides += ["model=gru", "model.hidden_size=8", "logger=none"]
+    train(make_cfg([*overrides, *train_only, *TRAIN_ONLY]))
+    if data == "shakespeare":  # the same characters but one: as many, other ones
+        (folder / "tinyshakespeare" / "input.txt").write_text(TEXT.replace("y", "Z"))
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=f"was trained on other data .*{differs}"):
+        evaluate(make_cfg([*overrides, *eval_only, f"ckpt_path={last}"], "eval"))

@@ -166,6 +166,12 @@ class SequenceDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    def load_state_dict(self, state: dict) -> None:
+        """A checkpoint's seed, taken before setup: it chose the split the vocabulary came from.
+        (Lightning calls this again after setup when resuming; the split stays.)"""
+        if self.train_set is None:
+            self.seed = state.get("seed", self.seed)
+
     def collate_fn(self) -> Callable:
         """How examples become a batch: padded ids, lengths and labels."""
         return PadCollate(self.spec.pad_id)

@@ -257,4 +257,5 @@ class ImdbDataModule(SequenceDataModule):
             "tokenizer": self.tokenizer.config(),
             "labels": list(LABELS),
             "max_len": self.max_len,
+            "seed": self.seed,  # it chose the training part the vocabulary comes from
         }

@@ -246,6 +246,7 @@ class NamesDataModule(SequenceDataModule):
             "vocab": self.vocab.tokens if self.vocab else None,
             "tokenizer": self.tokenizer.config(),
             "labels": self.languages,
+            "seed": self.seed,  # it chose the split the vocabulary comes from
         }
 
 
