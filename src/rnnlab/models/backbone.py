@@ -36,7 +36,12 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+from rnnlab.models.parallel import MinGRU, MinLSTM
+
+FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# gates that read only the input: a parallel scan in training (rnnlab.models.parallel)
+SCAN_CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}
+CELLS = {**FUSED_CELLS, **SCAN_CELLS}
 Padding = Literal["auto", "mask", "pack"]
 
 
@@ -128,15 +133,19 @@ class RecurrentBackbone(nn.Module):
         # A weightless multi-layer module of torch's: `functional_call` runs the per-layer
         # parameters through it in one kernel call. Kept out of the module tree (no state, no
         # device: the meta tensors it holds are replaced by the real ones at each call).
-        fused = CELLS[cell](
-            input_size,
-            hidden_size,
-            num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,  # torch warns about it on one layer
-            bidirectional=bidirectional,
-            device="meta",
-            **extra,
+        fused = (
+            None
+            if cell in SCAN_CELLS
+            else FUSED_CELLS[cell](
+                input_size,
+                hidden_size,
+                num_layers,
+                batch_first=True,
+                dropout=dropout if num_layers > 1 else 0.0,  # torch warns about it on one layer
+                bidirectional=bidirectional,
+                device="meta",
+                **extra,
+            )
         )
         object.__setattr__(self, "_fused_module", fused)
         # called with dL/dx (B, T, F) of the input in training: rnnlab.callbacks.GradientFlow
@@ -169,9 +178,21 @@ class RecurrentBackbone(nn.Module):
         forget bias of 1 gives every unit about 4 steps (sigmoid(1) = 0.73 a step, 0.73^50 =
         2e-7), which leaves LSTM and GRU near chance on delayed recall over 50 steps. LSTM:
         forget bias log(u), input bias -log(u). GRU (h' = (1 - z) n + z h): update-gate bias
-        log(u). It replaces `forget_bias`; a vanilla RNN has no gate and is left as it is.
+        log(u). minGRU (h' = (1 - z) h + z g): update-gate bias -log(u); minLSTM: forget bias
+        log(u), input bias -log(u), whose normalised forget gate f / (f + i) then keeps the state
+        for u + 1 steps too. It replaces `forget_bias`; a vanilla RNN has no gate and is left as
+        it is.
         """
         size = self.hidden_size
+        if self.cell in SCAN_CELLS:
+            # the projection's rows: minGRU (z, candidate), minLSTM (forget, input, candidate)
+            for directions in self.layers:
+                for cell in directions:
+                    bias = torch.log(torch.empty(size).uniform_(1.0, t_max - 1.0))
+                    cell.linear.bias[:size] = -bias if self.cell == "mingru" else bias
+                    if self.cell == "minlstm":
+                        cell.linear.bias[size : 2 * size] = -bias
+            return
         # torch's gate order: LSTM input, forget, cell, output; GRU reset, update, new
         keep = slice(size, 2 * size)
         for directions in self.layers:
@@ -190,7 +211,9 @@ class RecurrentBackbone(nn.Module):
         padded kernels train faster than packed ones on CPU (5-20x) and on CUDA (cuDNN, H100:
         ``scripts/bench_backbone.py --device cuda``; figures in the README).
         """
-        return "mask" if self.padding == "auto" else self.padding
+        if self.padding == "auto" or self.cell in SCAN_CELLS:  # a scan has no packed kernel
+            return "mask"
+        return self.padding
 
     def fused_parameters(self) -> dict[str, Tensor]:
         """The per-layer parameters under the names of one multi-layer module of torch's."""

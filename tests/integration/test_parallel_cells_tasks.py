@@ -1,0 +1,55 @@
+"""Every task kind runs with the parallel-scan cells: a fast_dev_run each with model=mingru."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rnnlab.train import train
+from tests.integration.test_forecasting import write_csv
+from tests.integration.test_language_model import TEXT
+from tests.integration.test_text_data import write_imdb, write_names
+from tests.integration.test_translation import write_multi30k
+
+
+def data_folder(tmp_path, data):
+    """The tiny copy each data config reads, and its overrides."""
+    root = tmp_path / "data"
+    if data == "imdb":
+        write_imdb(root / "imdb")
+    elif data in ("names", "names_gen"):
+        write_names(root / "names")
+    elif data == "shakespeare":
+        (root / "tinyshakespeare").mkdir(parents=True)
+        (root / "tinyshakespeare" / "input.txt").write_text(TEXT, encoding="utf-8")
+        return [f"paths.data_dir={root}", "data.batch_size=4", "data.bptt=16"]
+    elif data == "ett":
+        write_csv(root / "ett")
+        return [
+            f"data.data_dir={root}",
+            "data.split_months=[6,2,2]",
+            "data.lookback=24",
+            "data.horizon=12",
+            "task.segment_len=6",
+        ]
+    elif data == "multi30k":
+        write_multi30k(root / "multi30k")
+        return [f"paths.data_dir={root}", "data.min_freq=1", "data.batch_size=4"]
+    elif data == "sine":
+        return ["data.lookback=24", "data.horizon=12", "task.segment_len=6"]
+    elif data == "recall":
+        return ["data.num_train=64", "data.num_val=32", "data.num_test=32"]
+    return [f"paths.data_dir={root}", "data.batch_size=8"]
+
+
+@pytest.mark.parametrize(
+    "data", ["recall", "imdb", "names", "names_gen", "shakespeare", "ett", "sine", "multi30k"]
+)
+@pytest.mark.parametrize("model", ["mingru", "minlstm"])
+def test_fast_dev_run_with_a_parallel_scan_cell(make_cfg, tmp_path, data, model):
+    overrides = [f"data={data}", f"model={model}", "model.hidden_size=8", "debug=fdr"]
+    overrides += [f"paths.cache_dir={tmp_path / 'cache'}", *data_folder(tmp_path, data)]
+    metrics = train(make_cfg(overrides))
+    tested = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    assert tested and all(math.isfinite(v) for v in tested.values()), metrics

@@ -1,0 +1,127 @@
+"""minGRU and minLSTM: the parallel scan against a naive loop, step mode, padding, chrono."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from rnnlab.models import RecurrentBackbone
+from rnnlab.models.parallel import MinGRU, MinLSTM
+
+MIN_CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}
+
+
+def naive(cell, x, h0=None):
+    """The paper's recurrence written plainly, one step at a time, outside log space."""
+    size = cell.hidden_size
+    weight, bias = cell.linear.weight, cell.linear.bias
+    h = torch.zeros(x.size(0), size, dtype=x.dtype) if h0 is None else h0
+    outputs = []
+    for t in range(x.size(1)):
+        projected = x[:, t] @ weight.T + bias
+        candidate = projected[:, -size:]
+        g = torch.where(candidate >= 0, candidate + 0.5, torch.sigmoid(candidate))
+        if isinstance(cell, MinGRU):
+            z = torch.sigmoid(projected[:, :size])
+            h = (1 - z) * h + z * g
+        else:
+            f = torch.sigmoid(projected[:, :size])
+            i = torch.sigmoid(projected[:, size : 2 * size])
+            h = f / (f + i) * h + i / (f + i) * g
+        outputs.append(h)
+    return torch.stack(outputs, dim=1)
+
+
+@pytest.mark.parametrize(("name", "with_state"), itertools.product(MIN_CELLS, [False, True]))
+def test_parallel_scan_and_its_gradients_equal_a_naive_loop(name, with_state):
+    torch.manual_seed(0)
+    cell = MIN_CELLS[name](5, 8).double()
+    x = torch.randn(3, 40, 5, dtype=torch.float64, requires_grad=True)
+    # any sign: a decoder may start from a projection of the encoder's state
+    h0 = torch.randn(3, 8, dtype=torch.float64, requires_grad=True) if with_state else None
+    weights = torch.randn(3, 40, 8, dtype=torch.float64)
+
+    out, h_n = cell(x, None if h0 is None else h0.unsqueeze(0))
+    (out * weights).sum().backward()
+    ours = [x.grad.clone(), cell.linear.weight.grad.clone()] + (
+        [h0.grad.clone()] if h0 is not None else []
+    )
+    x.grad = None
+    cell.zero_grad()
+    if h0 is not None:
+        h0.grad = None
+
+    expected = naive(cell, x, h0)
+    (expected * weights).sum().backward()
+    theirs = [x.grad, cell.linear.weight.grad] + ([h0.grad] if h0 is not None else [])
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(h_n[0], expected[:, -1], atol=1e-10, rtol=1e-10)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", MIN_CELLS)
+def test_step_mode_equals_the_parallel_scan_in_float32(name):
+    torch.manual_seed(0)
+    cell = MIN_CELLS[name](5, 16)
+    x = torch.randn(4, 64, 5)
+    parallel, _ = cell(x)
+    sequential, _ = cell(x, sequential=True)
+    torch.testing.assert_close(parallel, sequential, atol=1e-5, rtol=1e-5)
+    # one step at a time, carrying the state (generation, truncated BPTT)
+    h = None
+    steps = []
+    for t in range(64):
+        out, h = cell(x[:, t : t + 1], h)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), parallel, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cell", "bidirectional", "padding"),
+    list(itertools.product(MIN_CELLS, [False, True], ["mask", "pack"])),
+)
+def test_padded_batch_equals_each_sequence_alone(cell, bidirectional, padding):
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, cell, 2, bidirectional, padding=padding).eval()
+    lengths = torch.tensor([7, 3, 1, 5])
+    x = torch.randn(4, 7, 5)
+    x[torch.arange(7) >= lengths.unsqueeze(1)] = 100.0  # garbage in the padding must not leak
+    batch = backbone(x, lengths)
+    for b, length in enumerate(lengths.tolist()):
+        alone = backbone(x[b : b + 1, :length])
+        torch.testing.assert_close(batch.outputs[b, :length], alone.outputs[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch.last[b], alone.last[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(batch.state[:, b], alone.state[:, 0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_backbone_carries_the_state_across_windows(cell):
+    """Truncated BPTT: two windows with the state carried equal one pass over both."""
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, cell, 2).eval()
+    x = torch.randn(2, 20, 5)
+    whole = backbone(x)
+    first = backbone(x[:, :12])
+    second = backbone(x[:, 12:], state=first.state)
+    joined = torch.cat([first.outputs, second.outputs], dim=1)
+    torch.testing.assert_close(joined, whole.outputs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(second.state, whole.state, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_chrono_init_spreads_the_keep_gate_over_2_to_t_max_steps(cell):
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(3, 256, cell, chrono_t_max=100)
+    module = backbone.layers[0][0]
+    x = torch.zeros(1, 1, 3)  # no input: the gates are their biases
+    log_keep, _ = module.log_terms(x)
+    timescale = 1 / (1 - log_keep.exp().view(-1))
+    assert timescale.min() >= 2 - 1e-4 and timescale.max() <= 100 + 1e-3
+    assert timescale.max() > 80 and timescale.min() < 20
+
+
+def test_scan_cells_have_no_packed_kernel_and_mask_instead():
+    assert RecurrentBackbone(3, 4, "mingru", padding="pack").strategy(torch.device("cpu")) == "mask"
