@@ -30,6 +30,7 @@ from rnnlab.callbacks import OptunaPruning
 from rnnlab.checkpoints import adopt_data_state, check_data_state, require_task
 from rnnlab.data.spec import DataSpec
 from rnnlab.errors import ConfigError
+from rnnlab.hardware import resolve_precision
 from rnnlab.models import RecurrentBackbone
 from rnnlab.utils import build, read_checkpoint
 
@@ -143,6 +144,7 @@ def curated_hparams(cfg: DictConfig, task: L.LightningModule) -> dict[str, Any]:
         "lr": optimizer.get("lr", float("nan")),
         "batch_size": cfg.data.get("batch_size", -1),
         "seed": cfg.get("seed") if cfg.get("seed") is not None else -1,
+        "precision": str(cfg.trainer.get("precision")),
         "parameters": sum(p.numel() for p in task.parameters()),
     }
 
@@ -235,6 +237,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     tune_malloc()
     check_model_config(cfg.model)
     check_run_config(cfg)
+    # bf16 only where this machine has the kernels; the saved config records what was used
+    cfg.trainer.precision = resolve_precision(
+        cfg.trainer.get("precision"), cfg.trainer.get("accelerator"), cfg.model.cell
+    )
     cfg.seed = L.seed_everything(run_seed(cfg), workers=True)
     save_resolved_config(cfg)
 
