@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -69,6 +69,8 @@ class ClassificationTask(BaseTask):
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
+        # Metric objects, not tensors: their epoch value is reduced over every rank's examples
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_weighting and not class_counts:
@@ -87,28 +89,32 @@ class ClassificationTask(BaseTask):
 
     def _step(self, batch: dict[str, Tensor], split: str, metrics: MetricCollection) -> Tensor:
         logits = self(batch["inputs"], batch["lengths"])
-        # smoothing regularises training only; validation and test report the plain loss
+        labels = batch["labels"]
+        # class weights and smoothing shape training only; validation and test report the plain
+        # loss, comparable across runs whatever their training settings
+        weights = self.class_weights if split == "train" else None
         loss = F.cross_entropy(
             logits,
-            batch["labels"],
-            weight=self.class_weights,
+            labels,
+            weight=weights,
             label_smoothing=self.hparams.label_smoothing if split == "train" else 0.0,
         )
-        metrics.update(logits, batch["labels"])
+        # A weighted loss is a mean over the labels' weights: each batch counts by their sum,
+        # so the epoch value is the loss over the whole split on every rank together.
+        share = weights[labels].sum() if weights is not None else labels.numel()
+        epoch_loss = getattr(self, f"{split}_loss")
+        epoch_loss(loss.detach(), share)
+        metrics.update(logits, labels)
         if split == "val":
-            self.val_confusion.update(logits, batch["labels"])
-        batch_size = batch["labels"].size(0)
+            self.val_confusion.update(logits, labels)
         self.log(
             f"{split}/loss",
-            loss,
+            epoch_loss,
             on_step=split == "train",
             on_epoch=True,
             prog_bar=True,
-            batch_size=batch_size,
         )
-        self.log_dict(
-            metrics, on_step=False, on_epoch=True, prog_bar=split != "train", batch_size=batch_size
-        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train")
         return loss
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import (
     MeanAbsoluteError,
+    MeanMetric,
     MeanSquaredError,
     MetricCollection,
     MinMetric,
@@ -102,6 +103,7 @@ class ForecastingTask(BaseTask):
         self.val_mse_best = MinMetric()
         self.val_mse_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.test_windows = SumMetric()
+        self.train_loss = MeanMetric()  # a Metric: its epoch value is over every rank's windows
 
     def forward(self, inputs: Tensor) -> Tensor:
         """(B, L, C) look-back -> (B, H, C) forecast, in the data's (z-scored) units."""
@@ -137,7 +139,8 @@ class ForecastingTask(BaseTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(self(batch["inputs"]), batch["targets"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.train_loss(loss.detach(), len(batch["inputs"]))  # every window has H x C points
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -79,6 +79,7 @@ class LanguageModelTask(BaseTask):
                 raise ValueError("task.tie_weights needs model.hidden_size == task.embedding_dim")
             self.decoder.weight = self.encoder.encode.weight
         self.state: State = None
+        self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
         self.val_loss = MeanMetric()
         self.val_loss_best = MinMetric()
         self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
@@ -117,9 +118,11 @@ class LanguageModelTask(BaseTask):
         self.state = None
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/bpc", loss / math.log(2), on_step=False, on_epoch=True)
+        loss, characters = self._loss(batch)
+        self.train_loss(loss.detach(), characters)
+        self.train_bpc.update(loss.detach() / math.log(2), characters)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/bpc", self.train_bpc, on_step=False, on_epoch=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:

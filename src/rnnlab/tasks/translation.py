@@ -182,6 +182,7 @@ class TranslationTask(BaseTask):
             decoder_dropout,
             pad_id,
         )
+        self.train_loss = MeanMetric()  # per target token, over every rank's batches
         self.val_loss = MeanMetric()
         self.val_bleu = SacreBLEUScore(tokenize="13a", lowercase=True)
         self.val_bleu_best = MaxMetric()
@@ -229,8 +230,9 @@ class TranslationTask(BaseTask):
         return loss, int((gold != self.hparams.pad_id).sum())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        loss, _ = self._loss(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        loss, tokens = self._loss(batch)
+        self.train_loss(loss.detach(), tokens)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------
