@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.base import replica
+from rnnlab.data.base import replica, split_loader
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
@@ -153,23 +153,26 @@ class ShakespeareDataModule(L.LightningDataModule):
             raise RuntimeError("ShakespeareDataModule.setup() must run before .spec is read")
         return DataSpec(vocab_size=len(self.vocab), pad_id=Vocabulary.pad_id)
 
-    def _loader(self, ids: Tensor, streams: int) -> DataLoader:
+    def _loader(self, ids: Tensor, streams: int, train: bool) -> DataLoader:
         # batch_size=None: each item already is a (B, T) batch, in stream order (never shuffled:
-        # the carried hidden state must see the windows in order).
+        # the carried hidden state must see the windows in order). Training resumes mid-epoch
+        # at the next window; the task's checkpoint carries the hidden state that goes with it.
         rank, world = replica(self)
         rows = slice(rank * streams, (rank + 1) * streams)
-        return DataLoader(
+        return split_loader(
+            self,
             StreamWindows(ids, streams * world, self.bptt, rows),
+            train,
             batch_size=None,
             shuffle=False,
             num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_ids, self.batch_size)
+        return self._loader(self.train_ids, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_ids, self.val_batch_size)
+        return self._loader(self.val_ids, self.val_batch_size, train=False)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

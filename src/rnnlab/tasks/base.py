@@ -20,6 +20,26 @@ from rnnlab.models import InputEncoder, RecurrentBackbone
 from rnnlab.utils import build
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
+LIGHTNING_CHECKED = "2.6.6"  # the Lightning whose private fit-loop attribute is written below
+
+
+def rebuild_train_loader_after_estimate(trainer: L.Trainer) -> None:
+    """Make the fit loop build its training loader again after `estimated_stepping_batches`.
+
+    The estimate builds the loader (and its first iterator) inside `configure_optimizers`,
+    before Lightning restores a resumed run's loader state; the fit loop then keeps that loader
+    and never applies the state, so the run would restart its epoch from the first batch.
+    Lightning has no public way to drop it: this writes the private `FitLoop._combined_loader`,
+    checked against Lightning 2.6.6 by tests/integration/test_resume.py, which fails when
+    Lightning renames it or when the workaround stops being needed.
+    """
+    fit_loop = trainer.fit_loop
+    if not hasattr(fit_loop, "_combined_loader"):
+        raise RuntimeError(
+            f"Lightning {L.__version__}'s FitLoop has no _combined_loader (rnnlab checked "
+            f"{LIGHTNING_CHECKED}): update rebuild_train_loader_after_estimate"
+        )
+    fit_loop._combined_loader = None
 
 
 class BaseTask(L.LightningModule):
@@ -90,13 +110,10 @@ class BaseTask(L.LightningModule):
         scheduler_factory = build(scheduler_cfg)
         extra = {}
         # Schedules over the whole run (OneCycleLR) get its length from the Trainer.
-        if "total_steps" in inspect.signature(scheduler_factory.func).parameters and (
-            scheduler_cfg.get("total_steps") is None
-        ):
+        parameters = inspect.signature(scheduler_factory.func).parameters
+        if "total_steps" in parameters and scheduler_cfg.get("total_steps") is None:
             extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
-            # The estimate builds the training loader before a resumed run's loader state is
-            # restored; drop it so the fit loop rebuilds it and applies that state.
-            self.trainer.fit_loop._combined_loader = None
+            rebuild_train_loader_after_estimate(self.trainer)
         scheduler = scheduler_factory(optimizer=optimizer, **extra)
         return {
             "optimizer": optimizer,

@@ -116,6 +116,53 @@ class LanguageModelTask(BaseTask):
 
     def on_train_epoch_start(self) -> None:
         self.state = None
+        self._state_to_restore = None  # saved at an epoch's end: the new epoch starts afresh
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The carried stream state, with the training window it continues into.
+
+        A run killed mid-epoch resumes at the next window (the loader's state) and must start
+        it from this state, as the uninterrupted run does. Plain tensors: the checkpoint loads
+        with weights_only=True. Under DDP each rank reads its own streams, so every rank's state
+        is gathered (all ranks save together) and each takes its own back.
+        """
+        super().on_save_checkpoint(checkpoint)
+        if self.state is None:  # whole sequences, or before the first window
+            return
+        tensors = list(self.state) if isinstance(self.state, tuple) else [self.state]
+        if self.trainer.world_size > 1:
+            tensors = [self.all_gather(t) for t in tensors]  # (world, layers, B, H)
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint["stream_state"] = {
+            "tensors": [t.detach().cpu() for t in tensors],
+            "world_size": self.trainer.world_size,
+            "epoch": self.current_epoch,
+            "next_batch": progress.processed,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._state_to_restore = checkpoint.get("stream_state")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        saved, self._state_to_restore = getattr(self, "_state_to_restore", None), None
+        # Only for the window the state was saved before: a checkpoint from an epoch's end
+        # resumes on a new epoch, which starts from a fresh state.
+        if not saved or (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
+            return
+        if saved["world_size"] != self.trainer.world_size:
+            raise ValueError(
+                f"ckpt_path: this checkpoint was written by {saved['world_size']} processes, "
+                f"whose text streams are laid out differently from this run's "
+                f"{self.trainer.world_size}: resume with the same trainer.devices and "
+                "trainer.num_nodes"
+            )
+        tensors = saved["tensors"]
+        if saved["world_size"] > 1:
+            tensors = [t[self.global_rank] for t in tensors]
+        tensors = [t.to(self.device) for t in tensors]
+        self.state = tuple(tensors) if len(tensors) > 1 else tensors[0]
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, characters = self._loss(batch)
