@@ -1,5 +1,5 @@
 """Reliability: a run of any task kind killed mid-epoch resumes with ckpt_path=last to the
-uninterrupted result."""
+uninterrupted result; runs of any length (max_steps, few one-cycle steps) end cleanly."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from rnnlab.data.base import ResumableDataLoader
 from rnnlab.data.shakespeare import StreamWindows
+from rnnlab.errors import ConfigError
 from rnnlab.tasks import ClassificationTask
-from rnnlab.tasks.base import rebuild_train_loader_after_estimate
+from rnnlab.tasks.base import fit_warm_up, rebuild_train_loader_after_estimate
 from rnnlab.train import train
 from tests.conftest import ROOT, TINY_RECALL, compose_config
 from tests.integration.test_forecasting import write_csv
@@ -314,3 +315,43 @@ def test_lightning_still_needs_the_loader_rebuilt_after_estimating_steps(tmp_pat
     probe = LoaderProbe(rebuild)
     L.Trainer(max_epochs=1, **options).fit(probe, ckpt_path=tmp_path / "last.ckpt")
     assert (probe.seen == [[8, 9], [10, 11]]) is rebuild, probe.seen
+
+
+def test_max_steps_inside_an_epoch_validates_checkpoints_and_tests(make_cfg, tmp_path):
+    """+trainer.max_steps shorter than an epoch (8 batches here) ends with a validated,
+    checkpointed and tested run, not an early-stopping error about the missing metric."""
+    metrics = train(make_cfg([*TINY_RECALL, "+trainer.max_steps=5", "logger=none"]))
+    assert {"val/acc", "val/acc_best", "test/acc"} <= set(metrics)
+    best = tmp_path / "checkpoints" / "epoch_000.ckpt"
+    assert checkpoint_step(best) == 5
+    assert checkpoint_step(tmp_path / "checkpoints" / "last.ckpt") == 5
+
+
+@pytest.mark.parametrize("pct_start", [0.1, 0.2, 0.25, 0.3, 0.5])
+def test_one_cycle_schedule_fits_any_step_budget(pct_start):
+    """Every budget from 1 to 60 optimizer steps runs to its end, annealed to the minimum;
+    where torch's OneCycleLR already works (a warm-up past step 0), nothing changes."""
+    for total_steps in range(1, 61):
+        changes = fit_warm_up(pct_start, total_steps)
+        assert (changes == {}) is (pct_start * total_steps > 1)
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        options = {"max_lr": 0.1, "total_steps": total_steps, "pct_start": pct_start}
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, **options | changes)
+        for _ in range(total_steps - 1):
+            optimizer.step()
+            schedule.step()
+        minimum = 0.1 / 25 / 1e4  # OneCycleLR's defaults: div_factor, final_div_factor
+        assert schedule.get_last_lr()[0] == pytest.approx(minimum, rel=1e-6), total_steps
+
+
+def test_one_cycle_run_of_few_steps_trains_and_tests(make_cfg):
+    """5 optimizer steps at pct_start=0.2 divided by zero inside OneCycleLR."""
+    overrides = [*TINY_RECALL, "task/scheduler=onecycle", "trainer.max_epochs=1"]
+    metrics = train(make_cfg([*overrides, "+trainer.limit_train_batches=5", "logger=none"]))
+    assert "test/acc" in metrics
+
+
+def test_one_cycle_needs_a_run_with_an_end(make_cfg):
+    overrides = [*TINY_RECALL, "task/scheduler=onecycle", "trainer.max_epochs=-1"]
+    with pytest.raises(ConfigError, match="trainer.max_epochs or trainer.max_steps"):
+        train(make_cfg([*overrides, "logger=none"]))

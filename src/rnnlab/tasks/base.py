@@ -8,6 +8,7 @@ optimizer and scheduler are Hydra `_partial_` dicts, instantiated here with the 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import random
 from typing import Any
@@ -16,11 +17,14 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from rnnlab.errors import ConfigError
 from rnnlab.models import InputEncoder, RecurrentBackbone
 from rnnlab.utils import build
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
 LIGHTNING_CHECKED = "2.6.6"  # the Lightning whose private fit-loop attribute is written below
+
+log = logging.getLogger(__name__)
 
 
 def rebuild_train_loader_after_estimate(trainer: L.Trainer) -> None:
@@ -40,6 +44,23 @@ def rebuild_train_loader_after_estimate(trainer: L.Trainer) -> None:
             f"{LIGHTNING_CHECKED}): update rebuild_train_loader_after_estimate"
         )
     fit_loop._combined_loader = None
+
+
+def fit_warm_up(pct_start: float, total_steps: int) -> dict[str, float]:
+    """The one-cycle warm-up for a run of `total_steps`: none when it would last a step or less.
+
+    OneCycleLR's warm-up ends at step ``pct_start * total_steps - 1``; at exactly step 0 it
+    divides by zero (5 steps at the default 0.2), and below it the warm-up is skipped anyway.
+    """
+    if pct_start * total_steps > 1:
+        return {}
+    log.info(
+        "one-cycle schedule over %d optimizer steps: too few for a warm-up of pct_start=%s; "
+        "annealing from the peak learning rate",
+        total_steps,
+        pct_start,
+    )
+    return {"pct_start": 0.0}
 
 
 class BaseTask(L.LightningModule):
@@ -101,6 +122,21 @@ class BaseTask(L.LightningModule):
                 torch.cuda.set_rng_state_all(states["cuda"])
             self._rng_to_restore = None
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """A run that `trainer.max_steps` ends inside an epoch is validated at its last step.
+
+        Lightning validates at an epoch's end, or inside one when asked to stop, but not when
+        max_steps ends the epoch early: the run would end with no validation metric, no best
+        checkpoint, and early stopping failing on the missing metric. Asking to stop at the
+        last step validates it. Lightning honours a stop only once min_epochs is met, which a
+        run ended by max_steps never reaches, so min_epochs is lowered to the epochs run.
+        """
+        trainer = self.trainer
+        if trainer.max_steps == -1 or self.global_step < trainer.max_steps:
+            return
+        trainer.fit_loop.min_epochs = min(trainer.fit_loop.min_epochs or 0, self.current_epoch)
+        trainer.should_stop = True
+
     def configure_optimizers(self) -> Any:
         optimizer = build(self.hparams.optimizer or DEFAULT_OPTIMIZER)(params=self.parameters())
         if not self.hparams.get("scheduler"):
@@ -112,8 +148,17 @@ class BaseTask(L.LightningModule):
         # Schedules over the whole run (OneCycleLR) get its length from the Trainer.
         parameters = inspect.signature(scheduler_factory.func).parameters
         if "total_steps" in parameters and scheduler_cfg.get("total_steps") is None:
-            extra["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            total_steps = self.trainer.estimated_stepping_batches
             rebuild_train_loader_after_estimate(self.trainer)
+            if not math.isfinite(total_steps):
+                raise ConfigError(
+                    "task/scheduler=onecycle spans the whole run, which has no end: set "
+                    "trainer.max_epochs or trainer.max_steps (or pick task/scheduler=plateau)"
+                )
+            extra["total_steps"] = max(1, int(total_steps))
+            if "pct_start" in parameters:
+                pct_start = scheduler_cfg.get("pct_start", parameters["pct_start"].default)
+                extra |= fit_warm_up(pct_start, extra["total_steps"])
         scheduler = scheduler_factory(optimizer=optimizer, **extra)
         return {
             "optimizer": optimizer,
