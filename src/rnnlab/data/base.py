@@ -109,6 +109,7 @@ def batch_loader(
     seed: int,
     collate_fn: Callable | None = None,
     num_workers: int = 0,
+    length_noise: float = 0.0,
 ) -> DataLoader:
     """A loader over `dataset` batched by `BucketBatchSampler`, sharded under DDP.
 
@@ -124,6 +125,7 @@ def batch_loader(
         seed=seed,
         num_replicas=world,
         rank=rank,
+        length_noise=length_noise,
     )
     return split_loader(
         datamodule,
@@ -153,6 +155,7 @@ class SequenceDataModule(L.LightningDataModule):
         bucketing: bool = True,
         bucket_size_multiplier: int = 50,
         seed: int = 0,
+        length_noise: float = 0.0,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -160,6 +163,7 @@ class SequenceDataModule(L.LightningDataModule):
         self.bucketing = bucketing
         self.bucket_size_multiplier = bucket_size_multiplier
         self.seed = seed
+        self.length_noise = length_noise  # noisy sort keys: batch composition varies by epoch
         self.train_set: SequenceDataset | None = None
         self.val_set: SequenceDataset | None = None
         self.test_set: SequenceDataset | None = None
@@ -185,6 +189,7 @@ class SequenceDataModule(L.LightningDataModule):
             seed=self.seed,
             collate_fn=self.collate_fn(),
             num_workers=self.num_workers,
+            length_noise=self.length_noise if self.bucketing else 0.0,
         )
 
     def load_state_dict(self, state: dict) -> None:

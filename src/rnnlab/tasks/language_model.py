@@ -187,15 +187,20 @@ class LanguageModelTask(BaseTask):
         if not self.trainer.sanity_checking:
             self.val_loss_best(loss)
             self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
-            val_ids = getattr(self.trainer.datamodule, "val_ids", None)  # streams only
-            if self.hparams.estimate_windows and val_ids is not None:
-                self.log(
-                    "val/loss_windows",
-                    self.window_loss(
-                        val_ids, self.hparams.estimate_window, self.hparams.estimate_windows
-                    ),
-                )
+            self.log_window_loss("val")
         self.state = self.train_state
+
+    def log_window_loss(self, split: str) -> None:
+        """`<split>/loss_windows`: nanoGPT's estimator, the one its published figures use
+        (streams only; the evaluation stream is the validation text, the data's convention)."""
+        val_ids = getattr(self.trainer.datamodule, "val_ids", None)
+        if self.hparams.estimate_windows and val_ids is not None:
+            self.log(
+                f"{split}/loss_windows",
+                self.window_loss(
+                    val_ids, self.hparams.estimate_window, self.hparams.estimate_windows
+                ),
+            )
 
     def on_test_epoch_start(self) -> None:
         self.state = None
@@ -208,6 +213,7 @@ class LanguageModelTask(BaseTask):
         self.val_loss.reset()
         self.log("test/loss", loss)
         self.log("test/bpc", loss / math.log(2))
+        self.log_window_loss("test")
 
     @torch.no_grad()
     def window_loss(self, ids: Tensor, window: int, count: int, seed: int = 0) -> float:
