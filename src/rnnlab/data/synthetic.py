@@ -76,3 +76,13 @@ class RecallDataModule(SequenceDataModule):
             labels=tuple(str(symbol) for symbol in range(1, self.num_symbols + 1)),
             class_counts=self.train_set.class_counts(self.num_symbols),
         )
+
+    def state_dict(self) -> dict:
+        """What the data is drawn from: a checkpoint evaluated with another seed or other lengths
+        tests on the data it was trained for, or stops naming what differs."""
+        return {
+            "seed": self.seed,
+            "num_symbols": self.num_symbols,
+            "min_len": self.min_len,
+            "max_len": self.max_len,
+        }
