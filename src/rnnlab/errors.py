@@ -14,9 +14,6 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-
 T = TypeVar("T")
 
 
@@ -34,6 +31,10 @@ def full_traceback_wanted() -> bool:
 
 def single_run() -> bool:
     """True in a plain run (not a multirun, whose launcher records each job's failure)."""
+    # imported here: models and data import this module, and need no Hydra to run
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     return not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN
 
 

@@ -227,3 +227,23 @@ def test_entry_points_print_one_line_and_the_traceback_only_when_asked(tmp_path,
     last_line = short.stderr.strip().splitlines()[-1]  # after any library's warnings
     assert last_line.startswith("Error: ") and expected in last_line
     assert "Traceback" in full.stderr and expected in full.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.hidden_size=0", "model.hidden_size must be a positive integer"),
+        ("data.min_len=50", "data.min_len <= data.max_len"),
+        ("task.pooling=median", "task.pooling='median'"),
+    ],
+)
+def test_errors_of_the_model_data_and_task_are_one_line_too(tmp_path, override, expected):
+    environment = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    command = [sys.executable, "train.py", *TINY_RECALL, override]
+    command += [f"hydra.run.dir={tmp_path / 'run'}", "logger=none"]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert expected in result.stderr.strip().splitlines()[-1]

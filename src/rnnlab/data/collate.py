@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from rnnlab.errors import ConfigError
+
 
 class SequenceDataset(Dataset):
     """Examples as 1-D id tensors (or (T, F) feature tensors) with integer labels."""
@@ -88,7 +90,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         length_noise: float = 0.0,
     ) -> None:
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= length_noise < 1.0:
             raise ValueError(f"data.length_noise must be in [0, 1), got {length_noise}")
         if not 0 <= rank < num_replicas:

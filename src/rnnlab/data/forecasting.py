@@ -28,6 +28,7 @@ from rnnlab.data.base import batch_loader
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class ForecastDataModule(L.LightningDataModule):
         super().__init__()
         for key, value in (("lookback", lookback), ("horizon", horizon)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"data.{key} must be a positive integer, got {value!r}")
+                raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
         self.lookback = lookback
         self.horizon = horizon
         self.batch_size = batch_size
@@ -104,7 +105,7 @@ class ForecastDataModule(L.LightningDataModule):
         values, self.columns, borders = self.load()
         train_end = borders[0]
         if self.lookback + self.horizon > train_end:
-            raise ValueError(
+            raise ConfigError(
                 f"data.lookback={self.lookback} + data.horizon={self.horizon} is longer than "
                 f"the training split of {self.source} ({train_end} rows): shorten them"
             )
@@ -119,7 +120,7 @@ class ForecastDataModule(L.LightningDataModule):
         for name, start, end in zip(SPLITS, starts, borders, strict=True):
             self.sets[name] = WindowDataset(series, self.lookback, self.horizon, start, end)
             if len(self.sets[name]) == 0:
-                raise ValueError(
+                raise ConfigError(
                     f"the {name} split of {self.source} (rows {start}-{end}) holds no window "
                     f"of data.horizon={self.horizon} steps: shorten data.horizon"
                 )
@@ -193,7 +194,7 @@ def read_table(path: Path, date_column: str, columns: Sequence[str]):
     frame = pd.read_csv(path)
     missing = [c for c in (date_column, *columns) if c not in frame.columns]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{path} has no column {missing[0]!r} (columns: {list(frame.columns)}); "
             f"set data.date_column / data.target, or +data.columns=[...] for other columns"
         )
@@ -206,7 +207,7 @@ def read_table(path: Path, date_column: str, columns: Sequence[str]):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             numbers = pd.to_numeric(frame[column], errors="coerce")
             row = int(np.flatnonzero((numbers.isna() & frame[column].notna()).to_numpy())[0])
-            raise ValueError(
+            raise ConfigError(
                 f"{path}: data row {row + 1}, column {column!r} holds "
                 f"{frame[column].iloc[row]!r}, not a number; fix the value"
             )
@@ -214,14 +215,14 @@ def read_table(path: Path, date_column: str, columns: Sequence[str]):
     if nan_rows.any():
         row = int(np.flatnonzero(nan_rows.to_numpy())[0])
         column = next(c for c in columns if pd.isna(frame[c].iloc[row]))
-        raise ValueError(
+        raise ConfigError(
             f"{path}: {int(nan_rows.sum())} rows hold NaN, the first at data row {row + 1} "
             f"(column {column!r}); fill or drop them before training"
         )
     dates = pd.to_datetime(frame[date_column], errors="coerce")
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
-        raise ValueError(f"{path}: data row {row + 1} has no parsable {date_column!r}")
+        raise ConfigError(f"{path}: data row {row + 1} has no parsable {date_column!r}")
     steps = dates.diff().iloc[1:].to_numpy()
     if (steps <= np.timedelta64(0)).any():
         row = int(np.flatnonzero(steps <= np.timedelta64(0))[0]) + 1
@@ -230,7 +231,7 @@ def read_table(path: Path, date_column: str, columns: Sequence[str]):
             if steps[row - 1] == np.timedelta64(0)
             else "sort the file by date"
         )
-        raise ValueError(
+        raise ConfigError(
             f"{path}: {date_column!r} is not strictly increasing at data row {row + 1} "
             f"({dates.iloc[row - 1]} then {dates.iloc[row]}); {fix}"
         )
@@ -261,11 +262,13 @@ class ETTDataModule(ForecastDataModule):
     ) -> None:
         super().__init__(**kwargs)
         if features not in ("M", "S"):
-            raise ValueError(f"data.features must be 'M' (multivariate) or 'S', got {features!r}")
+            raise ConfigError(f"data.features must be 'M' (multivariate) or 'S', got {features!r}")
         if features == "M" and target not in columns:
-            raise ValueError(f"data.target={target!r} is not in data.columns={list(columns)}")
+            raise ConfigError(f"data.target={target!r} is not in data.columns={list(columns)}")
         if len(split_months) != 3 or min(split_months) < 1:
-            raise ValueError(f"data.split_months must be three positive counts, got {split_months}")
+            raise ConfigError(
+                f"data.split_months must be three positive counts, got {split_months}"
+            )
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.file = file
@@ -286,7 +289,7 @@ class ETTDataModule(ForecastDataModule):
             try:
                 download(self.url, path)
             except OSError as error:
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"data.file={self.file!r} is not under data.data_dir={self.data_dir!r} (or "
                     f"its ett/) and downloading {self.url} failed: {error}. Point data.data_dir "
                     f"(or RNNLAB_DATA_DIR) at a folder holding ett/{self.file}."
@@ -305,7 +308,7 @@ class ETTDataModule(ForecastDataModule):
         rows_per_month = round(30 * 24 * 3600 / step)  # the protocol's months are 30 days
         borders = tuple(int(x) for x in np.cumsum(self.split_months) * rows_per_month)
         if borders[-1] > len(frame):
-            raise ValueError(
+            raise ConfigError(
                 f"{path} has {len(frame)} rows; data.split_months={list(self.split_months)} "
                 f"needs {borders[-1]} at {rows_per_month} rows a month"
             )
@@ -333,9 +336,9 @@ class SineDataModule(ForecastDataModule):
     ) -> None:
         super().__init__(seed=seed, **kwargs)
         if len(fractions) != 3 or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0):
-            raise ValueError(f"data.fractions must be three positive parts of 1, got {fractions}")
+            raise ConfigError(f"data.fractions must be three positive parts of 1, got {fractions}")
         if channels < 1 or components < 1 or length < 3:
-            raise ValueError("data.channels, data.components must be >= 1 and data.length >= 3")
+            raise ConfigError("data.channels, data.components must be >= 1 and data.length >= 3")
         self.length = length
         self.channels = channels
         self.components = components

@@ -28,6 +28,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import StaleCacheError, load_or_build
 from rnnlab.data.text import find_local, list_column_to_tensors, settings_key, stratified_split
 from rnnlab.data.tokenizers import Vocabulary, WordTokenizer
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ def check_parquet_rows(path: Path) -> None:
     try:
         rows = pq.ParquetFile(path).metadata.num_rows
     except (OSError, pa.ArrowException) as error:
-        raise ValueError(
+        raise ConfigError(
             f"{path} is not a readable parquet file ({error}): replace it with the hub's "
             "parquet file (data.data_dir)"
         ) from error
     if rows == 0:
-        raise ValueError(
+        raise ConfigError(
             f"{path} holds no rows: replace it with the hub's parquet file (data.data_dir)"
         )
 
@@ -59,7 +60,7 @@ def load_imdb(
         files = {split: str(local / f"{split}.parquet") for split in SPLITS}
         missing = [path for path in files.values() if not Path(path).is_file()]
         if missing:
-            raise FileNotFoundError(f"IMDb copy in {local} lacks {missing} (data.data_dir)")
+            raise MissingFileError(f"IMDb copy in {local} lacks {missing} (data.data_dir)")
         for path in files.values():
             check_parquet_rows(Path(path))
         # One split at a time, so a file with other columns gets our message, not a cast error.
@@ -76,7 +77,7 @@ def load_imdb(
             raw = datasets.load_dataset(hub_id, cache_dir=str(cache_dir))
         except Exception as error:  # offline, hub down, or a wrong id: name both fixes
             where = f"data.data_dir={data_dir!r} has no train.parquet; " if data_dir else ""
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"could not load IMDb: {where}the hub ({hub_id!r}, data.hub_id) failed with "
                 f"{type(error).__name__}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
                 "environment variable) at a folder with train.parquet and test.parquet, or "
@@ -84,10 +85,10 @@ def load_imdb(
             ) from error
     for split in SPLITS:
         if split not in raw:
-            raise ValueError(f"IMDb source has no {split!r} split (data.data_dir / data.hub_id)")
+            raise ConfigError(f"IMDb source has no {split!r} split (data.data_dir / data.hub_id)")
         missing = {"text", "label"} - set(raw[split].column_names)
         if missing:
-            raise ValueError(
+            raise ConfigError(
                 f"IMDb {split} split lacks column(s) {sorted(missing)}; "
                 f"found {raw[split].column_names} (data.data_dir / data.hub_id)"
             )
@@ -111,9 +112,9 @@ class ImdbDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**loader_kwargs)
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         if max_len is not None and max_len < 1:
-            raise ValueError(f"data.max_len must be >= 1 or null, got {max_len}")
+            raise ConfigError(f"data.max_len must be >= 1 or null, got {max_len}")
         self.data_dir = data_dir
         self.hub_id = hub_id
         self.cache_dir = Path(cache_dir)
@@ -156,7 +157,7 @@ class ImdbDataModule(SequenceDataModule):
         for split in SPLITS:
             unknown = sorted(set(raw[split]["label"]) - {0, 1})
             if unknown:
-                raise ValueError(f"IMDb {split} split has labels {unknown}; expected 0 and 1")
+                raise ConfigError(f"IMDb {split} split has labels {unknown}; expected 0 and 1")
         train_index, val_index = stratified_split(labels, self.val_fraction, self.seed)
         tokenize = self.tokenizer
 

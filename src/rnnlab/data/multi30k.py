@@ -26,6 +26,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, WordTokenizer
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def read_lines(path: Path) -> list[str]:
     try:
         return path.read_text(encoding="utf-8").split("\n")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not valid UTF-8 ({error.reason})") from error
+        raise ConfigError(f"{path} is not valid UTF-8 ({error.reason})") from error
 
 
 class Multi30kDataModule(SequenceDataModule):
@@ -87,9 +88,9 @@ class Multi30kDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**loader_kwargs)
         if source == target:
-            raise ValueError(f"data.source and data.target are both {source!r}")
+            raise ConfigError(f"data.source and data.target are both {source!r}")
         if max_src_len < 1:
-            raise ValueError(f"data.max_src_len must be >= 1, got {max_src_len}")
+            raise ConfigError(f"data.max_src_len must be >= 1, got {max_src_len}")
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.source = source
@@ -113,7 +114,7 @@ class Multi30kDataModule(SequenceDataModule):
                 try:
                     download(url, folder / f"{stem}.{language}", gzip.decompress)
                 except (OSError, EOFError, zlib.error) as error:  # EOFError: a cut gzip stream
-                    raise FileNotFoundError(
+                    raise MissingFileError(
                         f"no multi30k/train.{self.source} under data.data_dir={self.data_dir!r} "
                         f"and downloading {url} failed: {error}. Point data.data_dir (or "
                         "RNNLAB_DATA_DIR) at a folder holding multi30k/."
@@ -130,13 +131,13 @@ class Multi30kDataModule(SequenceDataModule):
         paths = [folder / f"{stem}.{language}" for language in (self.source, self.target)]
         for path in paths:
             if not path.is_file():
-                raise FileNotFoundError(f"{path} is missing (data.data_dir, data.source/target)")
+                raise MissingFileError(f"{path} is missing (data.data_dir, data.source/target)")
         sources, targets = (read_lines(path) for path in paths)
         for lines in (sources, targets):  # a final newline is not a sentence
             if lines and not lines[-1].strip():
                 lines.pop()
         if len(sources) != len(targets):
-            raise ValueError(
+            raise ConfigError(
                 f"{paths[0]} has {len(sources)} lines but {paths[1]} has {len(targets)}: "
                 "the files must be line-aligned translations"
             )

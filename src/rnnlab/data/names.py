@@ -30,6 +30,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import fetch, load_or_build
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, CharTokenizer, Vocabulary
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def read_name_files(folder: Path, languages: Collection[str] = LANGUAGES) -> lis
     files = [path for path in found if path.stem in languages]
     others = [path.name for path in found if path.stem not in languages]
     if not files:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder} holds no name files of the expected languages (found: "
             f"{[path.name for path in found]}): add <Language>.txt files, e.g. English.txt, or "
             "list your languages with +data.languages=[...]"
@@ -86,7 +87,7 @@ def read_name_files(folder: Path, languages: Collection[str] = LANGUAGES) -> lis
             text = data.decode("utf-8-sig")  # an editor's byte-order mark is not a character
         except UnicodeDecodeError as error:
             line = data[: error.start].count(b"\n") + 1
-            raise ValueError(
+            raise ConfigError(
                 f"{path} line {line} is not valid UTF-8 ({error.reason}); "
                 "re-encode the file as UTF-8"
             ) from error
@@ -112,7 +113,7 @@ def download_names(cache_dir: Path, problem: str = "") -> Path:
             with zipfile.ZipFile(io.BytesIO(fetch(NAMES_URL))) as zipped:
                 zipped.extractall(folder)
         except (OSError, zipfile.BadZipFile) as error:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{problem}could not download the names data ({NAMES_URL}): {error}. Point "
                 "data.data_dir (or the RNNLAB_DATA_DIR environment variable) at a folder "
                 "holding names/*.txt."
@@ -123,7 +124,7 @@ def download_names(cache_dir: Path, problem: str = "") -> Path:
         names = folder / "data" / "names"
         missing = [name for name in manifest["files"] if not (names / name).is_file()]
         if missing:
-            raise FileNotFoundError(f"{names} lacks {missing}")
+            raise MissingFileError(f"{names} lacks {missing}")
         return names
 
     return load_or_build(cache_dir / "names-tutorial", build, load)
@@ -176,7 +177,7 @@ class NamesDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**loader_kwargs)
         if val_fraction <= 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
-            raise ValueError("data.val_fraction and data.test_fraction must be > 0 with a sum < 1")
+            raise ConfigError("data.val_fraction and data.test_fraction must be > 0 with a sum < 1")
         self.expected_languages = tuple(languages)
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
@@ -195,7 +196,7 @@ class NamesDataModule(SequenceDataModule):
             return download_names(self.cache_dir)
         for folder in (Path(self.data_dir) / "names", Path(self.data_dir)):
             if folder.name == "names" and folder.is_dir():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{folder} holds no <Language>.txt name files: add them, or point "
                     "data.data_dir elsewhere (unset, the tutorial's names are downloaded)"
                 )

@@ -28,6 +28,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class StreamWindows(Dataset):
     def __init__(self, ids: Tensor, streams: int, window: int, rows: slice | None = None) -> None:
         length = (len(ids) - 1) // streams  # each stream needs one extra id for its last target
         if length < 1:
-            raise ValueError(f"{len(ids)} characters cannot fill {streams} streams")
+            raise ConfigError(f"{len(ids)} characters cannot fill {streams} streams")
         rows = rows or slice(None)
         self.inputs = ids[: streams * length].view(streams, length)[rows]  # (B, L)
         self.targets = ids[1 : streams * length + 1].view(streams, length)[rows]
@@ -71,13 +72,13 @@ def read_text(
         try:
             download(url, path)
         except OSError as error:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"could not download {url}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
                 f"environment variable) at a folder holding {name}/{filename}."
             ) from error
     text = path.read_text(encoding="utf-8")
     if not text.strip():
-        raise ValueError(f"{path} is empty (data.data_dir)")
+        raise ConfigError(f"{path} is empty (data.data_dir)")
     return path, text
 
 
@@ -85,7 +86,7 @@ def check_streams(path: Path, part: str, ids: Tensor, key: str, streams: int, wo
     """An error naming the file and key if `ids` cannot give every stream one (input, target)."""
     if (len(ids) - 1) // (streams * world) < 1:
         ranks = f" on each of {world} processes" if world > 1 else ""
-        raise ValueError(
+        raise ConfigError(
             f"{path}: its {part} part ({len(ids)} characters) cannot fill {key}={streams} "
             f"streams{ranks}: lower {key}, or use a longer text"
         )
@@ -107,9 +108,9 @@ class ShakespeareDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if not 0.0 < train_fraction < 1.0:
-            raise ValueError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
+            raise ConfigError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
         if bptt < 1 or batch_size < 1 or val_batch_size < 1:
-            raise ValueError("data.bptt, data.batch_size and data.val_batch_size must be >= 1")
+            raise ConfigError("data.bptt, data.batch_size and data.val_batch_size must be >= 1")
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.train_fraction = train_fraction

@@ -20,6 +20,7 @@ import torch
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
+from rnnlab.errors import ConfigError
 
 
 def make_recall(
@@ -51,9 +52,9 @@ class RecallDataModule(SequenceDataModule):
     ) -> None:
         super().__init__(**loader_kwargs)
         if num_symbols < 2:
-            raise ValueError(f"data.num_symbols must be >= 2, got {num_symbols}")
+            raise ConfigError(f"data.num_symbols must be >= 2, got {num_symbols}")
         if not 1 <= min_len <= max_len:
-            raise ValueError(f"need 1 <= data.min_len <= data.max_len, got {min_len}, {max_len}")
+            raise ConfigError(f"need 1 <= data.min_len <= data.max_len, got {min_len}, {max_len}")
         self.num_symbols = num_symbols
         self.min_len = min_len
         self.max_len = max_len

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from rnnlab.data.storage import atomic_write_text
+from rnnlab.errors import ConfigError
 
 PAD, UNK = "<pad>", "<unk>"
 # start and end of a sequence, for models that generate whole sequences (names)
@@ -121,7 +122,7 @@ class Vocabulary:
         try:
             tokens = json.loads(Path(path).read_text(encoding="utf-8"))
         except ValueError as error:  # cut short by an older writer, a full disk or a hand edit
-            raise ValueError(
+            raise ConfigError(
                 f"{path} is not a complete vocabulary ({error}): delete it, or the cache folder "
                 "holding it, to rebuild it"
             ) from error

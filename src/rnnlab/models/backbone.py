@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from rnnlab.errors import ConfigError
 from rnnlab.models.parallel import MinGRU, MinLSTM
 
 FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -96,20 +97,20 @@ class RecurrentBackbone(nn.Module):
     ) -> None:
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"model.cell={cell!r} is not one of {sorted(CELLS)}")
+            raise ConfigError(f"model.cell={cell!r} is not one of {sorted(CELLS)}")
         for key, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"model.{key} must be a positive integer, got {value!r}")
+                raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
         if not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"model.num_layers must be an integer >= 1, got {num_layers!r}")
+            raise ConfigError(f"model.num_layers must be an integer >= 1, got {num_layers!r}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout!r}")
+            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout!r}")
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ConfigError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         if padding not in ("auto", "mask", "pack"):
-            raise ValueError(f"model.padding must be 'auto', 'mask' or 'pack', got {padding!r}")
+            raise ConfigError(f"model.padding must be 'auto', 'mask' or 'pack', got {padding!r}")
         if chrono_t_max is not None and (not isinstance(chrono_t_max, int) or chrono_t_max < 3):
-            raise ValueError(
+            raise ConfigError(
                 f"model.chrono_t_max must be null or an integer >= 3 (the longest dependency "
                 f"to remember, in steps), got {chrono_t_max!r}"
             )

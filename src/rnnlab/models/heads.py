@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rnnlab.errors import ConfigError
 from rnnlab.models.backbone import BackboneOutput
 
 POOLINGS = ("last", "mean", "max", "attention")
@@ -42,7 +43,7 @@ class Pooling(nn.Module):
     def __init__(self, mode: str, input_size: int) -> None:
         super().__init__()
         if mode not in POOLINGS:
-            raise ValueError(f"task.pooling={mode!r} is not one of {list(POOLINGS)}")
+            raise ConfigError(f"task.pooling={mode!r} is not one of {list(POOLINGS)}")
         self.mode = mode
         self.attention = AdditiveAttentionPooling(input_size) if mode == "attention" else None
 

@@ -15,6 +15,7 @@ from torchmetrics.classification import (
     MulticlassF1Score,
 )
 
+from rnnlab.errors import ConfigError
 from rnnlab.models import Pooling
 from rnnlab.tasks.base import BaseTask
 
@@ -48,7 +49,7 @@ class ClassificationTask(BaseTask):
     ) -> None:
         super().__init__()
         if not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"the data must give num_classes >= 2, got {num_classes!r}")
+            raise ConfigError(f"the data must give num_classes >= 2, got {num_classes!r}")
         self.save_hyperparameters(logger=False)
         self.build_encoder_and_backbone(
             model, embedding_dim, vocab_size, num_features, pad_id, embedding_dropout
@@ -72,9 +73,9 @@ class ClassificationTask(BaseTask):
         # Metric objects, not tensors: their epoch value is reduced over every rank's examples
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"task.label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_weighting and not class_counts:
-            raise ValueError("task.class_weighting=true needs class counts from the data")
+            raise ConfigError("task.class_weighting=true needs class counts from the data")
         weights = None
         if class_weighting:
             # "balanced" weights: N / (C * count), so every class weighs the same in total

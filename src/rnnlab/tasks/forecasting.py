@@ -28,6 +28,7 @@ from torchmetrics import (
     SumMetric,
 )
 
+from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import BaseTask
 
 
@@ -82,13 +83,13 @@ class ForecastingTask(BaseTask):
         super().__init__()
         self.save_hyperparameters(logger=False)
         if not isinstance(segment_len, int) or segment_len < 1:
-            raise ValueError(f"task.segment_len must be a positive integer, got {segment_len!r}")
+            raise ConfigError(f"task.segment_len must be a positive integer, got {segment_len!r}")
         if lookback is not None and lookback % segment_len:
             raise ValueError(
                 f"data.lookback={lookback} is not a multiple of task.segment_len={segment_len}"
             )
         if loss not in ("mse", "mae", "huber"):
-            raise ValueError(f"task.loss must be 'mse', 'mae' or 'huber', got {loss!r}")
+            raise ConfigError(f"task.loss must be 'mse', 'mae' or 'huber', got {loss!r}")
         channels = 1 if channel_independent else num_features
         self.build_encoder_and_backbone(
             model, embedding_dim, None, segment_len * channels, 0, embedding_dropout

@@ -24,6 +24,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 from rnnlab.data.tokenizers import UNK
+from rnnlab.errors import ConfigError
 from rnnlab.models.backbone import CELLS
 from rnnlab.tasks.base import BaseTask
 
@@ -36,7 +37,7 @@ class Attention(nn.Module):
     def __init__(self, kind: str, query_size: int, memory_size: int, attention_size: int) -> None:
         super().__init__()
         if kind not in ("bahdanau", "luong"):
-            raise ValueError(f"task.attention must be 'bahdanau' or 'luong', got {kind!r}")
+            raise ConfigError(f"task.attention must be 'bahdanau' or 'luong', got {kind!r}")
         self.kind = kind
         if kind == "bahdanau":
             self.query = nn.Linear(query_size, attention_size, bias=False)
@@ -162,9 +163,9 @@ class TranslationTask(BaseTask):
         super().__init__()
         self.save_hyperparameters(logger=False)
         if not 0.0 <= teacher_forcing <= 1.0:
-            raise ValueError(f"task.teacher_forcing must be in [0, 1], got {teacher_forcing}")
+            raise ConfigError(f"task.teacher_forcing must be in [0, 1], got {teacher_forcing}")
         if beam_size < 1:
-            raise ValueError(f"task.beam_size must be >= 1, got {beam_size}")
+            raise ConfigError(f"task.beam_size must be >= 1, got {beam_size}")
         self.build_encoder_and_backbone(
             model, embedding_dim, vocab_size, None, pad_id, embedding_dropout
         )
