@@ -310,6 +310,7 @@ def test_lightning_still_needs_the_loader_rebuilt_after_estimating_steps(tmp_pat
     renames the attribute the first case fails; when it applies the loader state after the
     estimate by itself, the second does, and the workaround can go."""
     options = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    options["default_root_dir"] = tmp_path  # its checkpoints stay out of the working directory
     periodic = ModelCheckpoint(tmp_path, save_last=True, save_top_k=0, every_n_train_steps=2)
     L.Trainer(max_steps=4, callbacks=[periodic], **options).fit(LoaderProbe(rebuild))
     probe = LoaderProbe(rebuild)
