@@ -29,6 +29,7 @@ from rnnlab.allocator import tune_malloc
 from rnnlab.callbacks import OptunaPruning
 from rnnlab.checkpoints import adopt_data_state, check_data_state, require_task
 from rnnlab.data.spec import DataSpec
+from rnnlab.data.storage import atomic_write_text
 from rnnlab.errors import ConfigError
 from rnnlab.hardware import resolve_precision
 from rnnlab.models import RecurrentBackbone
@@ -172,7 +173,7 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 @rank_zero_only
 def save_metrics(cfg: DictConfig, metrics: dict[str, float], name: str) -> None:
     path = Path(cfg.paths.output_dir) / name
-    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 @rank_zero_only
@@ -181,7 +182,7 @@ def save_data_state(cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     state = datamodule.state_dict()
     if state:
         path = Path(cfg.paths.output_dir) / "data_state.json"
-        path.write_text(json.dumps(state, ensure_ascii=False))
+        atomic_write_text(path, json.dumps(state, ensure_ascii=False))
 
 
 @rank_zero_only

@@ -34,7 +34,7 @@ def test_output_shapes(cell, bidirectional, num_layers):
 
 @pytest.mark.parametrize(
     ("cell", "bidirectional", "padding"),
-    list(itertools.product(CELLS, [False, True], ["mask", "pack"])),
+    list(itertools.product([*CELLS, "mingru", "minlstm"], [False, True], ["mask", "pack"])),
 )
 def test_padded_batch_equals_each_sequence_alone(cell, bidirectional, padding):
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MinMetric
 
+from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import BaseTask
 
 State = Tensor | tuple[Tensor, Tensor] | None
@@ -61,7 +62,7 @@ class LanguageModelTask(BaseTask):
         super().__init__()
         self.save_hyperparameters(logger=False)
         if model.get("bidirectional"):
-            raise ValueError("model.bidirectional=true cannot model language left to right")
+            raise ConfigError("model.bidirectional=true cannot model language left to right")
         self.condition = nn.Embedding(num_classes, condition_dim) if num_classes else None
         self.build_encoder_and_backbone(
             model,
@@ -76,7 +77,7 @@ class LanguageModelTask(BaseTask):
         self.decoder = nn.Linear(self.backbone.output_size, vocab_size)
         if tie_weights:
             if self.backbone.output_size != embedding_dim:
-                raise ValueError("task.tie_weights needs model.hidden_size == task.embedding_dim")
+                raise ConfigError("task.tie_weights needs model.hidden_size == task.embedding_dim")
             self.decoder.weight = self.encoder.encode.weight
         self.state: State = None
         self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
@@ -152,7 +153,7 @@ class LanguageModelTask(BaseTask):
         if not saved or (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
             return
         if saved["world_size"] != self.trainer.world_size:
-            raise ValueError(
+            raise ConfigError(
                 f"ckpt_path: this checkpoint was written by {saved['world_size']} processes, "
                 f"whose text streams are laid out differently from this run's "
                 f"{self.trainer.world_size}: resume with the same trainer.devices and "
