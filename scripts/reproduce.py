@@ -171,7 +171,8 @@ def provenance() -> dict:
         return result.stdout.strip()
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    if git("status", "--porcelain", "--untracked-files=no"):
+    # the results files themselves change during a run: they do not make the code dirty
+    if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!results"):
         commit += "+dirty"
     return {
         "commit": commit,
