@@ -225,9 +225,10 @@ def summary(runs: dict[str, dict], metrics: list[str]) -> str:
     parts = []
     for metric in metrics:
         values = [r["values"][metric] for r in ok if r["values"].get(metric) is not None]
-        if not values:
-            continue
         name = metric.split("/")[-1]
+        if not values:  # a metric the row gained after these seeds ran: say so, never skip it
+            parts.append(f"{name} not measured yet")
+            continue
         mean = statistics.fmean(values)
         spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
         parts.append(f"{name} {mean:.4g}{spread}")
@@ -275,23 +276,26 @@ def table(store: dict) -> str:
 
 
 def merge(store: dict, row: Row, seed: int, result: dict, quick: bool) -> None:
-    """Store one seed's result; a skip (data missing here) keeps a result measured elsewhere."""
+    """Store one seed's result; a skip or a failure keeps a result measured before."""
     entry = store.setdefault("rows", {}).setdefault(row.name, {"runs": {}})
     entry["command"] = "python train.py " + " ".join(command_of(row, quick)) + " seed=<seed>"
     entry["anchor"] = row.anchor
     entry["metrics"] = row.metrics
     previous = entry["runs"].get(str(seed))
-    if result["status"].startswith("skipped") and previous and previous["status"] == "ok":
+    if previous and previous["status"] == "ok" and result["status"] != "ok":
+        # a skip (no data here) or a failed re-run never replaces a measured result
+        if not result["status"].startswith("skipped"):
+            previous["last_failure"] = result
         return
     entry["runs"][str(seed)] = result
 
 
 def save(path: Path, store: dict) -> None:
     """Write the results file atomically: an interrupted run never leaves half a file."""
+    from rnnlab.data.storage import atomic_write_text
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(store, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    atomic_write_text(path, json.dumps(store, indent=1, sort_keys=True) + "\n")
 
 
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"

@@ -79,13 +79,25 @@ def cpu_bf16_lstm_supported() -> bool:
 
 
 def resolve_precision(precision: Any, accelerator: str | None, cell: str) -> Any:
-    """The Trainer precision to use: bf16 on a CPU without bf16 LSTM kernels becomes float32.
+    """The Trainer precision to use: bf16 where the hardware lacks it becomes float32.
 
-    Only the LSTM needs the probe: under CPU autocast nn.GRU runs in float32 and nn.RNN has a
-    bf16 kernel on every ISA.
+    On CPU only the LSTM needs the probe: under CPU autocast nn.GRU runs in float32 and nn.RNN
+    (and the scan cells' matrix products) have bf16 kernels on every ISA; on CUDA the device
+    says whether it has bf16 (Ampere and later).
     """
+    if not str(precision).startswith("bf16"):
+        return precision
     on_cpu = accelerator == "cpu" or (accelerator in (None, "auto") and not has_gpu())
-    if not (on_cpu and str(precision).startswith("bf16") and cell == "lstm"):
+    if not on_cpu:
+        if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            log.warning(
+                "trainer.precision=%s: this GPU (%s) has no bf16: training in float32 instead",
+                precision,
+                torch.cuda.get_device_name(),
+            )
+            return "32-true"
+        return precision
+    if cell != "lstm":
         return precision
     if cpu_bf16_lstm_supported():
         return precision

@@ -47,7 +47,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -361,16 +361,17 @@ class PruningSweeperImpl(OptunaSweeperImpl):
                 if not is_grid:
                     raise
 
+        def seed_sampler(number: int) -> None:
+            self._seed_sampler(study, number, space if is_grid else None)
+
         first = True
         while True:
-            trials = self._ask(study, storage)
+            trials = self._ask(study, storage, seed_sampler if first else None)
+            first = False
             if not trials:
                 if not self._wait_for_others(study):
                     break
                 continue
-            if first:
-                self._seed_sampler(study, trials[0].number, space if is_grid else None)
-                first = False
             overrides = self._configure_trials(trials, distributions, fixed_params, fixed_overrides)
             # each job learns its trial (for pruning) and a name for its run directory
             overrides = [
@@ -411,10 +412,21 @@ class PruningSweeperImpl(OptunaSweeperImpl):
                     ) from error
         self._write_results(study, directions)
 
-    def _ask(self, study: optuna.Study, storage: RDBStorage | None) -> list[optuna.Trial]:
-        """Up to n_jobs new trials, as many as the study-wide budget has left."""
+    def _ask(
+        self,
+        study: optuna.Study,
+        storage: RDBStorage | None,
+        seed_sampler: Callable[[int], None] | None = None,
+    ) -> list[optuna.Trial]:
+        """Up to n_jobs new trials, as many as the study-wide budget has left.
+
+        `seed_sampler(number)`, on a process's first call, re-seeds the sampler with the number
+        the next trial gets, before any `ask`: samplers draw relative parameters inside `ask`.
+        """
         with storage_lock(self.storage):
             fail_stale(study)
+            if seed_sampler is not None:
+                seed_sampler(len(study.get_trials(deepcopy=False)))
             to_go = self.n_trials - budget_used(study.get_trials(deepcopy=False))
             trials = [study.ask() for _ in range(min(to_go, self.n_jobs))]
             Heartbeat(storage, [trial._trial_id for trial in trials]).beat()

@@ -382,3 +382,21 @@ def test_sampler_is_reseeded_by_the_first_trial_of_the_process():
     draw = first_draw(study.sampler)
     assert draw == first_draw(optuna.samplers.RandomSampler(seed=8))
     assert draw != first_draw(optuna.samplers.RandomSampler(seed=5))
+
+
+def test_the_sampler_is_reseeded_before_the_first_ask():
+    """Samplers draw relative parameters inside `ask`: the seed must change before it."""
+    from rnnlab.sweeper import PruningSweeperImpl
+
+    impl = PruningSweeperImpl(None, "minimize", None, None, 10, 1, 0.0, None, None)
+    study = optuna.create_study()
+    for _ in range(3):  # trials of another process
+        study.tell(study.ask(), 1.0)
+    seen = []
+
+    def seed_sampler(number):
+        seen.append((number, len(study.get_trials(deepcopy=False))))
+
+    (trial,) = impl._ask(study, None, seed_sampler)
+    assert seen == [(3, 3)]  # called once, before the trial it numbers was asked
+    assert trial.number == 3

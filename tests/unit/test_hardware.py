@@ -9,10 +9,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnlab.hardware import cpu_flags, describe_machine, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# every cell the probe lets through trains under bf16 autocast with the AVX2 cap
+OTHER_CELLS = (
+    "import torch; from rnnlab.models import RecurrentBackbone\n"
+    "for cell in ('rnn', 'gru', 'mingru', 'minlstm'):\n"
+    "    backbone = RecurrentBackbone(4, 8, cell)\n"
+    "    with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+    "        out = backbone(torch.randn(2, 5, 4), torch.tensor([5, 3])).outputs\n"
+    "    out.float().sum().backward()\n"
+    "print('ok')"
+)
 
 PROBE = (
     "import json; from rnnlab.hardware import cpu_bf16_lstm_supported, resolve_precision; "
@@ -47,8 +59,22 @@ def test_with_bf16_kernels_bf16_is_kept():
     assert lstm == "bf16-mixed"
 
 
-def test_a_gpu_run_is_left_to_the_gpu():
+def test_cells_other_than_the_lstm_train_in_bf16_under_an_avx2_cap():
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run(
+        [sys.executable, "-c", OTHER_CELLS], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-1500:]
+
+
+def test_a_gpu_keeps_bf16_only_where_it_has_it(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *args: "a GPU")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
     assert resolve_precision("bf16-mixed", "gpu", "lstm") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    assert resolve_precision("bf16-mixed", "gpu", "gru") == "32-true"
+    assert resolve_precision("16-mixed", "gpu", "gru") == "16-mixed"
 
 
 def test_machine_description_names_cpu_and_instruction_set():

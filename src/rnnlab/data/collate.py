@@ -92,7 +92,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         if not 0.0 <= length_noise < 1.0:
-            raise ValueError(f"data.length_noise must be in [0, 1), got {length_noise}")
+            raise ConfigError(f"data.length_noise must be in [0, 1), got {length_noise}")
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
         self.lengths = torch.as_tensor(lengths, dtype=torch.long)

@@ -24,6 +24,8 @@ from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
+from rnnlab.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
@@ -62,7 +64,7 @@ def make_cache_folder(folder: Path) -> None:
     except OSError as error:
         problem = error.strerror or str(error)
     if problem:
-        raise ValueError(
+        raise ConfigError(
             f"cannot write the cache folder {folder} ({problem}): point paths.cache_dir "
             "(or data.cache_dir) at a writable folder"
         )

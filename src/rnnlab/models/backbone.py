@@ -18,10 +18,9 @@ like any other hyperparameter. Variable-length batches are handled exactly in tw
 Each layer and direction is its own single-layer module, so both strategies share one set of
 parameters and a checkpoint trained with one loads into the other; the packed path runs them
 through a weightless multi-layer module of torch's with ``torch.func.functional_call``. On
-length-bucketed batches masking trains faster than packing on both devices (5-20x on CPU, up to
-10x on an H100 with cuDNN), and one packed call for the whole stack beats a packed call per
-layer and direction (1.0-1.8x on the H100): ``scripts/bench_backbone.py`` measures them, the
-README has the figures.
+length-bucketed batches masking trains faster than packing on both devices, and one packed call
+for the whole stack is at least as fast as a packed call per layer and direction:
+``scripts/bench_backbone.py`` measures them, the README has the figures.
 """
 
 from __future__ import annotations
@@ -208,9 +207,9 @@ class RecurrentBackbone(nn.Module):
     def strategy(self, device: torch.device) -> str:
         """The padding strategy used on `device` for ragged batches.
 
-        Masking on both devices: on length-bucketed batches (a few percent of padding) the
-        padded kernels train faster than packed ones on CPU (5-20x) and on CUDA (cuDNN, H100:
-        ``scripts/bench_backbone.py --device cuda``; figures in the README).
+        Masking on both devices: the padded kernels train faster than packed ones on CPU
+        (oneDNN) and on CUDA (cuDNN), measured by ``scripts/bench_backbone.py`` (figures in the
+        README).
         """
         if self.padding == "auto" or self.cell in SCAN_CELLS:  # a scan has no packed kernel
             return "mask"

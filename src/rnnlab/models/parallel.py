@@ -11,8 +11,10 @@ computed in log space (`logcumsumexp`) for stability, as the paper's appendix do
 positive (the candidate goes through g(x) = x + 0.5 for x >= 0, sigmoid(x) otherwise), so the
 logarithms exist; an initial state enters linearly, outside the logarithms. Training runs the
 scan over the padded batch; generation and truncated BPTT carry h one step at a time
-(`sequential=True`, or any call with one step) and give the same outputs. Right padding only
-follows a sequence's valid steps, so outputs at valid steps are exact, as for the fused kernels
+(`sequential=True`, or any call with one step) and give the same outputs up to float32
+rounding, which accumulates with length (largest difference for minGRU, H=16, unit-scale
+inputs: 7e-6 at T=64, 4e-4 at T=4000). Right padding only follows a sequence's valid steps, so
+outputs at valid steps are exact, as for the fused kernels
 (RecurrentBackbone handles the backward direction and the final state at length - 1 the same
 way for every cell). The paper's deep models wrap each layer in normalisation, a residual
 connection and an MLP; the backbone stacks the cells plainly, as it stacks torch's.

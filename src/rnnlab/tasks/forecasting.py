@@ -85,7 +85,7 @@ class ForecastingTask(BaseTask):
         if not isinstance(segment_len, int) or segment_len < 1:
             raise ConfigError(f"task.segment_len must be a positive integer, got {segment_len!r}")
         if lookback is not None and lookback % segment_len:
-            raise ValueError(
+            raise ConfigError(
                 f"data.lookback={lookback} is not a multiple of task.segment_len={segment_len}"
             )
         if loss not in ("mse", "mae", "huber"):

@@ -15,6 +15,7 @@ concatenated to every input step, so the same model samples names of a chosen la
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -25,6 +26,8 @@ from torchmetrics import MeanMetric, MinMetric
 
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import BaseTask
+
+log = logging.getLogger(__name__)
 
 State = Tensor | tuple[Tensor, Tensor] | None
 
@@ -150,7 +153,18 @@ class LanguageModelTask(BaseTask):
         saved, self._state_to_restore = getattr(self, "_state_to_restore", None), None
         # Only for the window the state was saved before: a checkpoint from an epoch's end
         # resumes on a new epoch, which starts from a fresh state.
-        if not saved or (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
+        if not saved:
+            return
+        if (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
+            # never silently: the resumed run would then differ from the uninterrupted one
+            log.warning(
+                "the checkpoint's stream state continues epoch %d at window %d, but training "
+                "resumed at epoch %d, window %d: starting from a fresh state instead",
+                saved["epoch"],
+                saved["next_batch"],
+                self.current_epoch,
+                batch_idx,
+            )
             return
         if saved["world_size"] != self.trainer.world_size:
             raise ConfigError(
