@@ -329,10 +329,10 @@ def main(argv: list[str] | None = None) -> None:
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
     store = json.loads(results_file.read_text()) if results_file.is_file() else {"rows": {}}
-    where = None if args.table else provenance()
     for row in [] if args.table else rows:
         for seed in args.seeds:
             print(f"{row.name} seed={seed} ...", file=sys.stderr, flush=True)
+            where = provenance()  # the code the run starts with: it may change between rows
             result = run(row, seed, out, args.quick)
             if result["status"] == "ok":
                 result["provenance"] = where
