@@ -22,6 +22,8 @@ from rnnlab.models import InputEncoder, RecurrentBackbone
 from rnnlab.utils import build
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
+# rnnlab's own key in `task.optimizer`, read here and not passed to the optimizer class
+DECAY_EMBEDDINGS = "decay_embeddings"
 LIGHTNING_CHECKED = "2.6.6"  # the Lightning whose private fit-loop attribute is written below
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,30 @@ def fit_warm_up(pct_start: float, total_steps: int) -> dict[str, float]:
         pct_start,
     )
     return {"pct_start": 0.0}
+
+
+def parameter_groups(
+    module: torch.nn.Module, weight_decay: float, decay_embeddings: bool
+) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: weight decay on weight matrices only.
+
+    Biases (the LSTM forget-gate bias and the chrono initialisation among them), normalisation
+    scales and other vectors get none: decaying them pulls the initialisation the cell relies on
+    towards zero. Embedding tables decay only with `decay_embeddings` (see the README's measured
+    comparison). Every group lists its tensors in `module.parameters()` order, so the optimizer
+    state of a checkpoint maps onto the same tensors.
+    """
+    embeddings = {id(sub.weight) for sub in module.modules() if isinstance(sub, torch.nn.Embedding)}
+    decay, no_decay = [], []
+    for parameter in module.parameters():
+        if not parameter.requires_grad:
+            continue
+        decays = parameter.ndim >= 2 and (decay_embeddings or id(parameter) not in embeddings)
+        (decay if decays else no_decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
 
 
 class BaseTask(L.LightningModule):
@@ -138,7 +164,14 @@ class BaseTask(L.LightningModule):
         trainer.should_stop = True
 
     def configure_optimizers(self) -> Any:
-        optimizer = build(self.hparams.optimizer or DEFAULT_OPTIMIZER)(params=self.parameters())
+        optimizer_cfg = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
+        decay_embeddings = bool(optimizer_cfg.pop(DECAY_EMBEDDINGS, False))
+        factory = build(optimizer_cfg)
+        weight_decay = optimizer_cfg.get("weight_decay")
+        if weight_decay is None:  # the optimizer's own default, for its own groups
+            default = inspect.signature(factory.func).parameters.get("weight_decay")
+            weight_decay = default.default if default is not None else 0.0
+        optimizer = factory(params=parameter_groups(self, weight_decay, decay_embeddings))
         if not self.hparams.get("scheduler"):
             return optimizer
         scheduler_cfg = dict(self.hparams.scheduler)
