@@ -7,6 +7,8 @@
 
     python scripts/reproduce.py --readme README.md # also put the table into the README
     python scripts/reproduce.py --table --readme README.md  # only rewrite the tables, run nothing
+    python scripts/reproduce.py --only names --set task.optimizer.decay_embeddings=true \
+        --results outputs/variants/decay_embeddings.json     # the rows with a change, kept apart
 
 Each (row, seed) is one `python train.py ... seed=S` command, run in its own directory under
 `--out` (default outputs/reproduce[_quick]). Every result is stored with its provenance (commit,
@@ -155,8 +157,8 @@ def data_missing(row: Row) -> str | None:
     return None
 
 
-def command_of(row: Row, quick: bool) -> list[str]:
-    return [*row.overrides, *(row.quick if quick else []), "callbacks.progress_bar=null"]
+def command_of(row: Row, quick: bool, extra: tuple[str, ...] = ()) -> list[str]:
+    return [*row.overrides, *(row.quick if quick else []), *extra, "callbacks.progress_bar=null"]
 
 
 def provenance() -> dict:
@@ -182,9 +184,9 @@ def provenance() -> dict:
     }
 
 
-def run(row: Row, seed: int, out: Path, quick: bool) -> dict:
+def run(row: Row, seed: int, out: Path, quick: bool, extra: tuple[str, ...] = ()) -> dict:
     """One seed of one row: its metrics, wall time, epochs and precision, or why not."""
-    overrides = [*command_of(row, quick), f"seed={seed}"]
+    overrides = [*command_of(row, quick, extra), f"seed={seed}"]
     if reason := data_missing(row):
         return {"status": f"skipped: {reason}"}
     run_dir = out / f"{row.name}_seed{seed}"
@@ -275,10 +277,13 @@ def table(store: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def merge(store: dict, row: Row, seed: int, result: dict, quick: bool) -> None:
+def merge(
+    store: dict, row: Row, seed: int, result: dict, quick: bool, extra: tuple[str, ...] = ()
+) -> None:
     """Store one seed's result; a skip or a failure keeps a result measured before."""
     entry = store.setdefault("rows", {}).setdefault(row.name, {"runs": {}})
-    entry["command"] = "python train.py " + " ".join(command_of(row, quick)) + " seed=<seed>"
+    command = command_of(row, quick, extra)
+    entry["command"] = "python train.py " + " ".join(command) + " seed=<seed>"
     entry["anchor"] = row.anchor
     entry["metrics"] = row.metrics
     previous = entry["runs"].get(str(seed))
@@ -320,11 +325,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results", type=Path, help="the results file (see above)")
     parser.add_argument("--readme", type=Path, help="a README with reproduce markers to update")
     parser.add_argument("--table", action="store_true", help="rewrite the tables, run nothing")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every row"
+    )
     args = parser.parse_args(argv)
+    extra = tuple(args.set)
     out = args.out or ROOT / "outputs" / ("reproduce_quick" if args.quick else "reproduce")
     out.mkdir(parents=True, exist_ok=True)
     default_results = out / "results.json" if args.quick else ROOT / "results" / "reference.json"
     results_file = args.results or default_results
+    if extra and results_file.resolve() == (ROOT / "results" / "reference.json").resolve():
+        parser.error("--set changes the reference rows: give a --results file of their own")
     rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
@@ -333,10 +344,10 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             print(f"{row.name} seed={seed} ...", file=sys.stderr, flush=True)
             where = provenance()  # the code the run starts with: it may change between rows
-            result = run(row, seed, out, args.quick)
+            result = run(row, seed, out, args.quick, extra)
             if result["status"] == "ok":
                 result["provenance"] = where
-            merge(store, row, seed, result, args.quick)
+            merge(store, row, seed, result, args.quick, extra)
             save(results_file, store)
             (out / "results.md").write_text(table(store))
     (out / "results.md").write_text(table(store))

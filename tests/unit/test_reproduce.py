@@ -31,3 +31,17 @@ def test_a_failed_or_skipped_rerun_keeps_the_measured_result():
 def test_a_metric_no_seed_measured_is_shown_as_such():
     text = reproduce.summary({"1": dict(MEASURED)}, ROW.metrics)
     assert text == "acc 0.9, f1 not measured yet (1 seed)"
+
+
+def test_overrides_for_a_variant_never_write_into_the_reference_results(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        reproduce.main(
+            ["--only", "names", "--set", "task.optimizer.lr=0.1", "--out", str(tmp_path)]
+        )
+    assert "--results" in capsys.readouterr().err
+    store: dict = {}
+    extra = ("task.optimizer.decay_embeddings=true",)
+    reproduce.merge(store, ROW, 1, dict(MEASURED), quick=False, extra=extra)
+    assert "task.optimizer.decay_embeddings=true" in store["rows"]["r"]["command"]
