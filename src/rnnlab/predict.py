@@ -1,7 +1,8 @@
 """Use a trained checkpoint on new text: classify it, or continue it by sampling.
 
-The vocabulary and tokeniser settings travel inside the checkpoint (the datamodule's
-`state_dict`), so neither needs Hydra nor the training data.
+The vocabulary and tokeniser travel inside the checkpoint (a generative task's own
+hyperparameters; a classifier's datamodule `state_dict`), so neither needs Hydra nor the
+training data.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import torch
 
 from rnnlab.checkpoints import require_task
 from rnnlab.data.collate import PadCollate
-from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
+from rnnlab.data.tokenizers import Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
 from rnnlab.tasks import ClassificationTask, LanguageModelTask, TranslationTask
-from rnnlab.tasks.translation import detokenize
 from rnnlab.utils import read_checkpoint
 
 
@@ -100,27 +100,29 @@ class Classifier:
         ]
 
 
+def load_task(ckpt_path: str | Path, task_class: type[L.LightningModule]) -> L.LightningModule:
+    """A checkpoint of `task_class` in evaluation mode; another task's is an error saying what
+    it is."""
+    require_task(read_checkpoint(ckpt_path), task_class, ckpt_path)
+    task = task_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+    task.eval()
+    return task
+
+
 class Generator:
-    """A language-model checkpoint that continues a prompt, one character at a time.
+    """A language-model checkpoint that continues a prompt with its own vocabulary.
 
     Stream models (Tiny Shakespeare) continue the prompt for `length` characters. Sequence
-    models (names: a vocabulary with `<s>` and `</s>`) start after `<s>`, stop at `</s>`, and,
-    when conditional, need the `condition` (a label such as "Russian").
+    models (names) start after `<s>`, stop at `</s>`, and, when conditional, need the
+    `condition` (a label such as "Russian").
     """
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        state = text_state(ckpt_path, LanguageModelTask, "vocab")
-        self.tokenizer = tokenizer_from_config(state["tokenizer"])
-        self.vocab = Vocabulary(state["vocab"])
-        self.labels = list(state.get("labels") or [])
-        self.task = LanguageModelTask.load_from_checkpoint(ckpt_path, map_location="cpu")
-        self.task.eval()
-        self.sequences = BOS in self.vocab.index and EOS in self.vocab.index
-        self.conditional = self.task.condition is not None
+        self.task = load_task(ckpt_path, LanguageModelTask)
 
     @property
     def default_prompt(self) -> str:
-        return "" if self.sequences else "\n"
+        return "" if self.task.sequences else "\n"
 
     def __call__(
         self,
@@ -131,47 +133,23 @@ class Generator:
         seed: int | None = None,
         condition: str | None = None,
     ) -> str:
-        tokens = self.tokenizer(prompt)
-        unknown = sorted({t for t in tokens if t not in self.vocab.index})
-        if unknown:
-            raise ConfigError(f"prompt characters {unknown} are not in the model's vocabulary")
-        if self.sequences:
-            tokens = [BOS, *tokens]
-        if not tokens:
-            raise ConfigError("prompt= must not be empty for this model")
-        condition_id = None
-        if self.conditional:
-            if condition not in self.labels:
-                raise ConfigError(f"language={condition!r}: choose one of {self.labels}")
-            condition_id = self.labels.index(condition)
-        elif condition:
-            raise ConfigError("this model is not conditional: leave out language=")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        specials = [self.vocab.index[t] for t in (BOS,) if self.sequences]
-        ids = self.task.generate(
-            self.vocab.encode(tokens),
-            length,
-            temperature,
-            top_k,
-            generator,
-            banned_ids=(self.vocab.unk_id, *specials),
-            condition=condition_id,
-            stop_id=self.vocab.index[EOS] if self.sequences else None,
-        )
-        return "".join(self.vocab.decode(ids))
+        return self.task.generate_text(prompt, length, temperature, top_k, generator, condition)
 
 
 class Translator:
     """A translation checkpoint with its tokeniser and both vocabularies."""
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        state = text_state(ckpt_path, TranslationTask, "source_vocab")
-        self.tokenizer = tokenizer_from_config(state["tokenizer"])
-        self.source_vocab = Vocabulary(state["source_vocab"])
-        self.target_vocab = Vocabulary(state["target_vocab"])
-        self.max_src_len = state["max_src_len"]
-        self.task = TranslationTask.load_from_checkpoint(ckpt_path, map_location="cpu")
-        self.task.eval()
+        self.max_src_len = text_state(ckpt_path, TranslationTask, "source_vocab")["max_src_len"]
+        self.task = load_task(ckpt_path, TranslationTask)
+        if self.task.source_vocab is None or self.task.tokenizer is None:
+            raise ConfigError(
+                f"ckpt_path={str(ckpt_path)!r} holds no source vocabulary or tokeniser in its "
+                "model: retrain it with this version of rnnlab"
+            )
+        self.tokenizer = self.task.tokenizer
+        self.source_vocab = self.task.source_vocab
 
     def unknown_words(self, text: str) -> list[str]:
         """Source words the model has no embedding for (they are read as `<unk>`)."""
@@ -203,6 +181,6 @@ class Translator:
             )
         else:
             outputs, _ = self.task.greedy(batch["inputs"], batch["lengths"])
-        for i, ids in zip(todo, outputs, strict=True):
-            results[i] = detokenize(self.target_vocab.decode(ids))
+        for i, text in zip(todo, self.task.texts(outputs), strict=True):
+            results[i] = text
         return results

@@ -6,9 +6,11 @@ import math
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
 from rnnlab.data.shakespeare import ShakespeareDataModule, StreamWindows
 from rnnlab.tasks import LanguageModelTask
@@ -93,6 +95,41 @@ def test_windowed_loss_equals_the_loss_over_whole_streams():
     assert total / count == pytest.approx(float(whole), abs=1e-5)
 
 
+def test_window_estimate_comes_from_its_own_loader_and_leaves_the_stream_alone():
+    """Validation and test over [stream, windows] loaders: `loss` is the stream's alone,
+    `loss_windows` the mean over every windows character, each window from a fresh state."""
+    task = make_task(cell="gru").eval()
+    ids = torch.randint(2, 20, (203,))
+    stream = StreamWindows(ids, streams=2, window=7)
+    starts = torch.randint(0, len(ids) - 9, (5,))
+    windows = [  # two batches of random 8-character windows, as the data's windows loader
+        {
+            "inputs": torch.stack([ids[s : s + 8] for s in chunk]),
+            "targets": torch.stack([ids[s + 1 : s + 9] for s in chunk]),
+        }
+        for chunk in (starts[:3].tolist(), starts[3:].tolist())
+    ]
+    loaders = [DataLoader(stream, batch_size=None), DataLoader(windows, batch_size=None)]
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.validate(task, dataloaders=loaders, verbose=False)
+    val = dict(trainer.callback_metrics)
+    trainer.test(task, dataloaders=loaders, verbose=False)
+    test = dict(trainer.callback_metrics)
+    with torch.no_grad():
+        logits, _ = task(stream.inputs)
+        whole = F.cross_entropy(logits.flatten(0, 1), stream.targets.flatten())
+        inputs = torch.cat([w["inputs"] for w in windows])
+        logits, _ = task(inputs)
+        targets = torch.cat([w["targets"] for w in windows])
+        estimate = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    for split, metrics in (("val", val), ("test", test)):
+        assert not any("dataloader_idx" in key for key in metrics)
+        assert float(metrics[f"{split}/loss"]) == pytest.approx(float(whole), abs=1e-5)
+        assert float(metrics[f"{split}/loss_windows"]) == pytest.approx(float(estimate), abs=1e-5)
+
+
 def test_generation_length_vocabulary_and_determinism():
     task = make_task()
 
@@ -140,8 +177,8 @@ def test_fast_dev_run_and_generate_script(make_cfg, text_dir, tmp_path):
             "data.batch_size=4",
             "data.bptt=32",
             "model.hidden_size=16",
-            "task.estimate_windows=8",
-            "task.estimate_window=32",
+            "data.estimate_windows=8",
+            "data.estimate_window=32",
             "trainer.accelerator=cpu",
         ]
     )

@@ -22,13 +22,15 @@ class AttentionMap(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if trainer.sanity_checking or not trainer.is_global_zero or not loggers:
             return
-        datamodule = trainer.datamodule
-        source, _, _ = datamodule.val_set[self.index]
+        # the first validation loader's dataset: items are (source ids, target ids, reference)
+        loaders = trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+        source = loader.dataset[self.index][0]
         inputs = source[None].to(module.device)
         lengths = torch.tensor([len(source)])
         (ids,), weights = module.greedy(inputs, lengths)
-        target_words = datamodule.target_vocab.decode(ids) + ["</s>"]
-        source_words = datamodule.source_vocab.decode(source.tolist())
+        target_words = module.target_vocab.decode(ids) + ["</s>"]
+        source_words = module.source_vocab.decode(source.tolist())
         matrix = weights[0, : len(target_words)].float().cpu().numpy()
         figure, axis = plt.subplots(
             figsize=(1 + 0.4 * len(source_words), 1 + 0.4 * len(target_words))

@@ -8,7 +8,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 
 class TextSamples(L.Callback):
-    """Samples `length` characters after `prompt` with the datamodule's vocabulary."""
+    """Samples `length` characters after `prompt` with the module's own vocabulary and tokeniser
+    (`generate_text`), so it needs nothing from the datamodule."""
 
     def __init__(
         self,
@@ -24,19 +25,11 @@ class TextSamples(L.Callback):
         self.top_k = top_k
         self.seed = seed
 
-    def sample(self, trainer: L.Trainer, module: L.LightningModule) -> str:
-        vocab = trainer.datamodule.vocab
-        tokenizer = trainer.datamodule.tokenizer
+    def sample(self, module: L.LightningModule) -> str:
         generator = torch.Generator().manual_seed(self.seed)
-        ids = module.generate(
-            vocab.encode(tokenizer(self.prompt)),
-            self.length,
-            self.temperature,
-            self.top_k,
-            generator,
-            banned_ids=(vocab.unk_id,),
+        return self.prompt + module.generate_text(
+            self.prompt, self.length, self.temperature, self.top_k, generator
         )
-        return self.prompt + "".join(vocab.decode(ids))
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -44,7 +37,7 @@ class TextSamples(L.Callback):
         loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not loggers:
             return
-        text = self.sample(trainer, module)
+        text = self.sample(module)
         for logger in loggers:
             # Markdown: indent by four spaces so line breaks survive.
             logger.experiment.add_text(

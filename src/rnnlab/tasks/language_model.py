@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MinMetric
 
+from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import BaseTask
 
@@ -55,8 +56,8 @@ class LanguageModelTask(BaseTask):
         embedding_dropout: float = 0.0,
         output_dropout: float = 0.0,
         tie_weights: bool = False,
-        estimate_windows: int = 0,
-        estimate_window: int = 256,
+        tokens: list[str] | None = None,
+        tokenizer: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         monitor: str = "val/loss",
@@ -82,9 +83,13 @@ class LanguageModelTask(BaseTask):
             if self.backbone.output_size != embedding_dim:
                 raise ConfigError("task.tie_weights needs model.hidden_size == task.embedding_dim")
             self.decoder.weight = self.encoder.encode.weight
+        # the text pipeline the data used, so a checkpoint samples text on its own
+        self.vocab = Vocabulary(tokens) if tokens else None
+        self.tokenizer = tokenizer_from_config(tokenizer) if tokenizer else None
         self.state: State = None
         self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
         self.val_loss = MeanMetric()
+        self.window_loss = MeanMetric()  # nanoGPT's estimator, over the windows loader
         self.val_loss_best = MinMetric()
         self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
 
@@ -190,9 +195,30 @@ class LanguageModelTask(BaseTask):
     def on_validation_epoch_start(self) -> None:
         self.train_state, self.state = self.state, None
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        # Weighted by characters, so the epoch value is the loss over the whole stream.
-        self.val_loss.update(*self._loss(batch))
+    def _evaluate(self, batch: dict[str, Tensor], split: str, dataloader_idx: int) -> None:
+        """Loader 0: the stream, weighted by characters so the epoch value is the loss over the
+        whole stream. Loader 1 (with `data.estimate_windows`): nanoGPT's estimator, random
+        windows each read from a fresh state, leaving the carried stream state alone."""
+        if dataloader_idx == 0:
+            self.val_loss.update(*self._loss(batch))
+            return
+        logits, _ = self(batch["inputs"])
+        targets = batch["targets"]
+        self.window_loss.update(
+            F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+        )
+        self.log(
+            f"{split}/loss_windows",
+            self.window_loss,
+            on_step=False,
+            on_epoch=True,
+            add_dataloader_idx=False,
+        )
+
+    def validation_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._evaluate(batch, "val", dataloader_idx)
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
@@ -202,53 +228,19 @@ class LanguageModelTask(BaseTask):
         if not self.trainer.sanity_checking:
             self.val_loss_best(loss)
             self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
-            self.log_window_loss("val")
         self.state = self.train_state
-
-    def log_window_loss(self, split: str) -> None:
-        """`<split>/loss_windows`: nanoGPT's estimator, the one its published figures use
-        (streams only; the evaluation stream is the validation text, the data's convention)."""
-        val_ids = getattr(self.trainer.datamodule, "val_ids", None)
-        if self.hparams.estimate_windows and val_ids is not None:
-            self.log(
-                f"{split}/loss_windows",
-                self.window_loss(
-                    val_ids, self.hparams.estimate_window, self.hparams.estimate_windows
-                ),
-            )
 
     def on_test_epoch_start(self) -> None:
         self.state = None
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.val_loss.update(*self._loss(batch))
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, "test", dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
         loss = self.val_loss.compute()
         self.val_loss.reset()
         self.log("test/loss", loss)
         self.log("test/bpc", loss / math.log(2))
-        self.log_window_loss("test")
-
-    @torch.no_grad()
-    def window_loss(self, ids: Tensor, window: int, count: int, seed: int = 0) -> float:
-        """nanoGPT's estimator: mean loss over `count` random `window`-char windows, each from
-        a fresh state (so early positions in a window have little context)."""
-        generator = torch.Generator().manual_seed(seed)
-        starts = torch.randint(0, len(ids) - window - 1, (count,), generator=generator)
-        inputs = torch.stack([ids[s : s + window] for s in starts.tolist()])
-        targets = torch.stack([ids[s + 1 : s + window + 1] for s in starts.tolist()])
-        losses = []
-        for chunk in range(0, count, 64):
-            logits, _ = self(inputs[chunk : chunk + 64].to(self.device))
-            losses.append(
-                F.cross_entropy(
-                    logits.flatten(0, 1),
-                    targets[chunk : chunk + 64].flatten().to(self.device),
-                    reduction="sum",
-                )
-            )
-        return float(torch.stack(losses).sum() / targets.numel())
 
     @torch.no_grad()
     def generate(
@@ -301,3 +293,57 @@ class LanguageModelTask(BaseTask):
             inputs = torch.tensor([[next_id]], device=self.device)
         self.train(was_training)
         return sampled
+
+    @property
+    def sequences(self) -> bool:
+        """Whole sequences between `<s>` and `</s>` (names), rather than a stream."""
+        return self.vocab is not None and BOS in self.vocab.index and EOS in self.vocab.index
+
+    def generate_text(
+        self,
+        prompt: str,
+        length: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        condition: str | None = None,
+    ) -> str:
+        """The text sampled after `prompt` (not repeated), with the data's own vocabulary.
+
+        A stream model continues the prompt for `length` characters; a sequence model starts
+        after `<s>`, stops at `</s>` and, when conditional, needs `condition` (a label such as
+        "Russian").
+        """
+        if self.vocab is None or self.tokenizer is None:
+            raise ConfigError(
+                "this model holds no vocabulary or tokeniser (its data gave none): it samples ids "
+                "with generate(), not text"
+            )
+        tokens = self.tokenizer(prompt)
+        unknown = sorted({t for t in tokens if t not in self.vocab.index})
+        if unknown:
+            raise ConfigError(f"prompt characters {unknown} are not in the model's vocabulary")
+        if self.sequences:
+            tokens = [BOS, *tokens]
+        if not tokens:
+            raise ConfigError("prompt= must not be empty for this model")
+        labels = list(self.hparams.labels or [])
+        condition_id = None
+        if self.condition is not None:
+            if condition not in labels:
+                raise ConfigError(f"language={condition!r}: choose one of {labels}")
+            condition_id = labels.index(condition)
+        elif condition:
+            raise ConfigError("this model is not conditional: leave out language=")
+        specials = [self.vocab.index[BOS]] if self.sequences else []
+        ids = self.generate(
+            self.vocab.encode(tokens),
+            length,
+            temperature,
+            top_k,
+            generator,
+            banned_ids=(self.vocab.unk_id, *specials),
+            condition=condition_id,
+            stop_id=self.vocab.index[EOS] if self.sequences else None,
+        )
+        return "".join(self.vocab.decode(ids))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
-from rnnlab.data.tokenizers import UNK
+from rnnlab.data.tokenizers import UNK, Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
 from rnnlab.models.backbone import CELLS
 from rnnlab.tasks.base import BaseTask
@@ -155,6 +155,9 @@ class TranslationTask(BaseTask):
         max_decode_len: int = 80,
         beam_size: int = 5,
         length_penalty: float = 0.6,
+        tokens: list[str] | None = None,
+        target_tokens: list[str] | None = None,
+        tokenizer: dict[str, Any] | None = None,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         monitor: str = "val/bleu",
@@ -183,6 +186,10 @@ class TranslationTask(BaseTask):
             decoder_dropout,
             pad_id,
         )
+        # the data's text pipeline, so a checkpoint translates and scores text on its own
+        self.source_vocab = Vocabulary(tokens) if tokens else None
+        self.target_vocab = Vocabulary(target_tokens) if target_tokens else None
+        self.tokenizer = tokenizer_from_config(tokenizer) if tokenizer else None
         self.train_loss = MeanMetric()  # per target token, over every rank's batches
         self.val_loss = MeanMetric()
         self.val_bleu = SacreBLEUScore(tokenize="13a", lowercase=True)
@@ -238,19 +245,20 @@ class TranslationTask(BaseTask):
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def _texts(self, sequences: list[list[int]]) -> list[str]:
-        vocab = self.trainer.datamodule.target_vocab
-        return [detokenize(vocab.decode(ids)) for ids in sequences]
-
-    def _references(self, split: str, index: Tensor) -> list[list[str]]:
-        references = self.trainer.datamodule.references(split)
-        return [[references[i]] for i in index.tolist()]
+    def texts(self, sequences: list[list[int]]) -> list[str]:
+        """Decoded target ids as detokenised text (what BLEU scores)."""
+        if self.target_vocab is None:
+            raise ConfigError(
+                "this translation model holds no target vocabulary (its data gave no "
+                "target_tokens): it decodes ids, not text"
+            )
+        return [detokenize(self.target_vocab.decode(ids)) for ids in sequences]
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, tokens = self._loss(batch)
         self.val_loss.update(loss, weight=tokens)
-        hypotheses = self._texts(self.greedy(batch["inputs"], batch["lengths"])[0])
-        self.val_bleu.update(hypotheses, self._references("val", batch["index"]))
+        hypotheses = self.texts(self.greedy(batch["inputs"], batch["lengths"])[0])
+        self.val_bleu.update(hypotheses, [[text] for text in batch["references"]])
 
     def on_validation_epoch_end(self) -> None:
         loss = self.val_loss.compute()
@@ -267,11 +275,11 @@ class TranslationTask(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, tokens = self._loss(batch)
         self.test_loss.update(loss, weight=tokens)
-        references = self._references("test", batch["index"])
+        references = [[text] for text in batch["references"]]
         greedy, _ = self.greedy(batch["inputs"], batch["lengths"])
-        self.test_bleu_greedy.update(self._texts(greedy), references)
+        self.test_bleu_greedy.update(self.texts(greedy), references)
         beam = self.beam_search(batch["inputs"], batch["lengths"])
-        self.test_bleu_beam.update(self._texts(beam), references)
+        self.test_bleu_beam.update(self.texts(beam), references)
 
     def on_test_epoch_end(self) -> None:
         loss = self.test_loss.compute()
