@@ -10,17 +10,17 @@
     python scripts/reproduce.py --only names --set task.optimizer.decay_embeddings=true \
         --results outputs/variants/decay_embeddings.json     # the rows with a change, kept apart
 
-Each (row, seed) is one `python train.py ... seed=S` command, run in its own directory under
-`--out` (default outputs/reproduce[_quick]). Every result is stored with its provenance (commit,
-torch and Lightning versions, the machine: CPU model and instruction set or GPU, the precision
-the run used, epochs completed, wall time, date) in `--results`: for full runs the committed
+Each (row, seed) is one `python train.py ... seed=S` command, run in its own directory under `--out`
+(default outputs/reproduce[_quick]). Every result is stored with its provenance (commit, torch and
+Lightning versions, the machine: CPU model and instruction set or GPU, the precision the run used,
+epochs completed, wall time and CPU time, date) in `--results`: for full runs the committed
 `results/reference.json`, from which the README's table is written; `--quick` keeps its own file
-under outputs/. A (row, seed) run again replaces its own entry and keeps the others, so long
-rows can have their seeds run on different days. The table gives mean ± sd over the stored seeds
-(with their number), the published anchor and the estimator it is compared with, the machine and
-the mean wall time of one seed. A row whose data is missing (`RNNLAB_DATA_DIR`) is reported as
-skipped and never replaces a stored result. Reference runs end on a fixed epoch budget or early
-stopping, never on `trainer.max_time`, so a slower machine trains the same schedule.
+under outputs/. A (row, seed) run again replaces its own entry and keeps the others, so long rows
+can have their seeds run on different days. The table gives mean ± sd over the stored seeds (with
+their number), the published anchor and the estimator it is compared with, the machine and the mean
+wall time of one seed. A row whose data is missing (`RNNLAB_DATA_DIR`) is reported as skipped and
+never replaces a stored result. Reference runs end on a fixed epoch budget or early stopping, never
+on `trainer.max_time`, so a slower machine trains the same schedule.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -184,13 +185,19 @@ def provenance() -> dict:
     }
 
 
+def cpu_seconds() -> float:
+    """User + system time of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run(row: Row, seed: int, out: Path, quick: bool, extra: tuple[str, ...] = ()) -> dict:
     """One seed of one row: its metrics, wall time, epochs and precision, or why not."""
     overrides = [*command_of(row, quick, extra), f"seed={seed}"]
     if reason := data_missing(row):
         return {"status": f"skipped: {reason}"}
     run_dir = out / f"{row.name}_seed{seed}"
-    start = time.perf_counter()
+    start, used = time.perf_counter(), cpu_seconds()
     process = subprocess.run(
         [sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "overwrite=true"],
         cwd=ROOT,
@@ -199,6 +206,8 @@ def run(row: Row, seed: int, out: Path, quick: bool, extra: tuple[str, ...] = ()
     )
     result = {
         "seconds": round(time.perf_counter() - start, 1),
+        # CPU time of the run and its workers: wall time grows when other work shares the cores
+        "cpu_seconds": round(cpu_seconds() - used, 1),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     metrics_file = run_dir / "metrics.json"
