@@ -40,16 +40,16 @@ def test_windows_cover_each_split_and_look_back_into_the_previous_one(ett_dir, t
     dm = ett(ett_dir, tmp_path)
     dm.setup()
     # borders at 180 / 240 / 300 rows; a window counts where its horizon starts
-    assert [len(dm.sets[s]) for s in ("train", "val", "test")] == [
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [
         180 - 24 - 12 + 1,
         60 - 12 + 1,
         60 - 12 + 1,
     ]
-    first_val = dm.sets["val"][0]
-    series = dm.sets["val"].series
+    first_val = dm.datasets["val"][0]
+    series = dm.datasets["val"].series
     assert torch.equal(first_val["targets"], series[180:192])  # targets start at the border
     assert torch.equal(first_val["inputs"], series[156:180])  # look-back reaches into train
-    last_test = dm.sets["test"][len(dm.sets["test"]) - 1]
+    last_test = dm.datasets["test"][len(dm.datasets["test"]) - 1]
     assert torch.equal(last_test["targets"], series[288:300])  # the last row is used
     assert dm.spec.num_features == 7 and dm.spec.horizon == 12 and dm.spec.lookback == 24
 
@@ -61,7 +61,7 @@ def test_normalisation_uses_training_rows_only(ett_dir, tmp_path):
     train_rows = raw[COLUMNS].to_numpy()[:180]
     np.testing.assert_allclose(dm.mean, train_rows.mean(0))
     np.testing.assert_allclose(dm.std, train_rows.std(0))
-    normalised = dm.sets["train"].series[:180].numpy()
+    normalised = dm.datasets["train"].series[:180].numpy()
     np.testing.assert_allclose(normalised.mean(0), 0, atol=1e-5)
     # changing test rows changes no statistic
     raw.loc[250:, COLUMNS] += 1000
@@ -76,7 +76,7 @@ def test_univariate_mode_keeps_the_target_only(ett_dir, tmp_path):
     dm = ett(ett_dir, tmp_path, features="S")
     dm.setup()
     assert dm.columns == ["OT"] and dm.spec.num_features == 1
-    assert dm.sets["train"][0]["inputs"].shape == (24, 1)
+    assert dm.datasets["train"][0]["inputs"].shape == (24, 1)
 
 
 def test_rows_per_month_follow_the_sampling_interval(tmp_path):
@@ -91,7 +91,7 @@ def test_rows_per_month_follow_the_sampling_interval(tmp_path):
         cache_dir=str(tmp_path / "c"),
     )
     dm.setup()
-    assert len(dm.sets["test"]) == 2880 - 96 + 1
+    assert len(dm.datasets["test"]) == 2880 - 96 + 1
 
 
 @pytest.mark.parametrize(
@@ -163,8 +163,8 @@ def test_sine_is_seeded_and_split_by_fractions():
     )
     a.setup()
     b.setup()
-    assert torch.equal(a.sets["test"].series, b.sets["test"].series)
-    assert len(a.sets["val"]) == 1200 - 12 + 1
+    assert torch.equal(a.datasets["test"].series, b.datasets["test"].series)
+    assert len(a.datasets["val"]) == 1200 - 12 + 1
 
 
 def make_task(**kwargs):
@@ -219,4 +219,4 @@ def test_full_etth1_has_the_standard_window_counts(tmp_path):
     folder = shared_data("ett")
     dm = ETTDataModule(data_dir=str(folder.parent), cache_dir=str(tmp_path))
     dm.setup()
-    assert [len(dm.sets[s]) for s in ("train", "val", "test")] == [8449, 2785, 2785]
+    assert [len(dm.datasets[s]) for s in ("train", "val", "test")] == [8449, 2785, 2785]

@@ -1,4 +1,4 @@
-"""Shared LightningDataModule plumbing for classification data: loaders, bucketing, the spec."""
+"""The base of every datamodule, and its loaders (resumable, bucketed, sharded)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.collate import BucketBatchSampler, PadCollate, SequenceDataset
+from rnnlab.data.collate import BucketBatchSampler, PadCollate
 from rnnlab.data.spec import DataSpec
+from rnnlab.errors import ConfigError
 
 
 def replica(datamodule: L.LightningDataModule) -> tuple[int, int]:
@@ -141,33 +142,74 @@ def batch_loader(
     )
 
 
-class SequenceDataModule(L.LightningDataModule):
-    """Subclasses fill `train_set`, `val_set`, `test_set` and `spec` in `setup`.
+SPLITS = ("train", "val", "test")
 
-    Training batches are length-bucketed (``bucketing=true``) or plainly shuffled; evaluation
-    batches are sorted by length, which changes no metric and wastes the least padding.
+
+def require_positive_ints(**values: Any) -> None:
+    """An error naming `data.<key>` for the first value that is not a positive integer."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+
+
+class DataModule(L.LightningDataModule):
+    """The one contract of rnnlab's datamodules: what a new data set (text, series, a corpus,
+    music, speech) implements, and what the rest of rnnlab may rely on.
+
+    A subclass implements
+      - ``__init__(..., **kwargs)``: its own options, each checked with a `ConfigError` naming
+        ``data.<key>``, then ``super().__init__(**kwargs)`` with `batch_size`, `num_workers`,
+        `seed` and `eval_batch_size` (None: `batch_size`);
+      - ``prepare_data()`` (optional): download or build caches, once, through
+        `rnnlab.data.storage` (atomic, under a lock);
+      - ``build() -> DataSpec``: read the data, fill ``self.datasets`` (one entry per split of
+        `SPLITS`) and return the spec. Everything a task needs to know of the data (sizes,
+        vocabularies, tokeniser, label names) goes in the spec, and what a task needs per
+        example (references, lengths) goes in the batch: tasks and callbacks never read the
+        datamodule;
+      - ``data_state() -> dict``: plain JSON values that say how the data was encoded
+        (vocabulary, tokeniser, labels, scaling statistics). A checkpoint stores
+        ``state_dict() = {"seed": seed, **data_state()}``; evaluating or resuming it adopts the
+        seed before `setup` and then requires the rebuilt state to equal the stored one
+        (`rnnlab.checkpoints`);
+      - ``collate_fn()`` (optional): how examples become a batch dict (default: torch's);
+      - ``loader(split)`` (only to batch otherwise): the default shuffles the training split
+        per seed and epoch and reads the evaluation splits in order, in batches of
+        `batch_size` / `eval_batch_size`, sharded under DDP (`replica`); training loaders are
+        resumable mid-epoch (`split_loader`), evaluation loaders are plain. A loader for an
+        evaluation split may be a list: one dataloader index per estimate.
+
+    The base gives `setup` (builds once: Lightning calls it again after `train()` has),
+    `spec` (an error before setup), the `train_set` / `val_set` / `test_set` views, the
+    dataloader hooks and `state_dict` / `load_state_dict`.
     """
 
     def __init__(
         self,
         batch_size: int = 64,
         num_workers: int = 0,
-        bucketing: bool = True,
-        bucket_size_multiplier: int = 50,
         seed: int = 0,
-        length_noise: float = 0.0,
+        eval_batch_size: int | None = None,
     ) -> None:
         super().__init__()
+        require_positive_ints(batch_size=batch_size, eval_batch_size=eval_batch_size or 1)
         self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.bucketing = bucketing
-        self.bucket_size_multiplier = bucket_size_multiplier
         self.seed = seed
-        self.length_noise = length_noise  # noisy sort keys: batch composition varies by epoch
-        self.train_set: SequenceDataset | None = None
-        self.val_set: SequenceDataset | None = None
-        self.test_set: SequenceDataset | None = None
+        # what each split's loader reads: a Dataset, or for streams the split's ids
+        self.datasets: dict[str, Any] = {}
         self._spec: DataSpec | None = None
+
+    def build(self) -> DataSpec:
+        raise NotImplementedError
+
+    def data_state(self) -> dict[str, Any]:
+        return {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._spec is None:
+            self._spec = self.build()
 
     @property
     def spec(self) -> DataSpec:
@@ -175,38 +217,92 @@ class SequenceDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() must run before .spec is read")
         return self._spec
 
-    def _loader(self, dataset: SequenceDataset | None, train: bool) -> DataLoader:
-        if dataset is None:
+    def dataset(self, split: str) -> Any:
+        if self._spec is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders")
+        return self.datasets[split]
+
+    @property
+    def train_set(self) -> Any:
+        return self.datasets.get("train")
+
+    @property
+    def val_set(self) -> Any:
+        return self.datasets.get("val")
+
+    @property
+    def test_set(self) -> Any:
+        return self.datasets.get("test")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, **self.data_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A checkpoint's seed, taken before setup: it chose the split the vocabulary and
+        statistics came from, or generated the data. (Lightning calls this again after setup
+        when resuming; the data stays.)"""
+        if self._spec is None:
+            self.seed = state.get("seed", self.seed)
+
+    def collate_fn(self) -> Callable | None:
+        return None
+
+    def loader(self, split: str, **sampling: Any) -> DataLoader | list[DataLoader]:
+        """`batch_loader` over the split; `sampling` overrides its `lengths`,
+        `bucket_size_multiplier` and `length_noise` (default: equal lengths, plain shuffling)."""
+        dataset = self.dataset(split)
+        train = split == "train"
+        options = {"lengths": [1] * len(dataset), "bucket_size_multiplier": 1} | sampling
         return batch_loader(
             self,
             dataset,
-            dataset.lengths,
-            self.batch_size,
-            train,
-            # A window of one batch is plain shuffled batching: sorting inside a batch is a no-op.
-            bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            train=train,
             seed=self.seed,
             collate_fn=self.collate_fn(),
             num_workers=self.num_workers,
-            length_noise=self.length_noise if self.bucketing else 0.0,
+            **options,
         )
 
-    def load_state_dict(self, state: dict) -> None:
-        """A checkpoint's seed, taken before setup: it chose the split the vocabulary came from.
-        (Lightning calls this again after setup when resuming; the split stays.)"""
-        if self.train_set is None:
-            self.seed = state.get("seed", self.seed)
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train")
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        return self.loader("test")
+
+
+class SequenceDataModule(DataModule):
+    """Variable-length sequences (`SequenceDataset` or anything with `lengths`), padded.
+
+    Training batches are length-bucketed (``bucketing=true``) or plainly shuffled; evaluation
+    batches are sorted by length, which changes no metric and wastes the least padding.
+    """
+
+    def __init__(
+        self,
+        bucketing: bool = True,
+        bucket_size_multiplier: int = 50,
+        length_noise: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.bucketing = bucketing
+        self.bucket_size_multiplier = bucket_size_multiplier
+        self.length_noise = length_noise  # noisy sort keys: batch composition varies by epoch
+
+    def loader(self, split: str, **sampling: Any) -> DataLoader:
+        return super().loader(
+            split,
+            lengths=self.dataset(split).lengths,
+            # A window of one batch is plain shuffled batching: sorting inside a batch is a no-op.
+            bucket_size_multiplier=self.bucket_size_multiplier if self.bucketing else 1,
+            length_noise=self.length_noise if self.bucketing else 0.0,
+            **sampling,
+        )
 
     def collate_fn(self) -> Callable:
         """How examples become a batch: padded ids, lengths and labels."""
         return PadCollate(self.spec.pad_id)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)

@@ -18,13 +18,12 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.base import batch_loader
+from rnnlab.data.base import SPLITS, DataModule, require_positive_ints
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{file}"
 # every ETT file's value columns: loads and the oil temperature (the usual target)
 ETT_COLUMNS = ("HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT")
-SPLITS = ("train", "val", "test")
 
 
 class WindowDataset(Dataset):
@@ -61,11 +59,12 @@ class WindowDataset(Dataset):
         }
 
 
-class ForecastDataModule(L.LightningDataModule):
+class ForecastDataModule(DataModule):
     """Windows, train-only normalisation and loaders; subclasses supply the series and borders.
 
     `load()` returns the raw (T, C) float array, the column names and the end row of each split
-    (train, val, test); `source` names the file or generator in error messages.
+    (train, val, test); `source` names the file or generator in error messages. Training
+    windows are shuffled per seed and epoch; evaluation windows are read in time order.
     """
 
     source = "the series"
@@ -74,34 +73,23 @@ class ForecastDataModule(L.LightningDataModule):
         self,
         lookback: int = 96,
         horizon: int = 96,
-        batch_size: int = 64,
-        eval_batch_size: int = 256,
         normalize: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
+        eval_batch_size: int = 256,
+        **kwargs,
     ) -> None:
-        super().__init__()
-        for key, value in (("lookback", lookback), ("horizon", horizon)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"data.{key} must be a positive integer, got {value!r}")
+        super().__init__(eval_batch_size=eval_batch_size, **kwargs)
+        require_positive_ints(lookback=lookback, horizon=horizon)
         self.lookback = lookback
         self.horizon = horizon
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
         self.normalize = normalize
-        self.num_workers = num_workers
-        self.seed = seed
         self.columns: list[str] = []
         self.mean: np.ndarray | None = None
         self.std: np.ndarray | None = None
-        self.sets: dict[str, WindowDataset] = {}
 
     def load(self) -> tuple[np.ndarray, list[str], tuple[int, int, int]]:
         raise NotImplementedError
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.sets:
-            return
+    def build(self) -> DataSpec:
         values, self.columns, borders = self.load()
         train_end = borders[0]
         if self.lookback + self.horizon > train_end:
@@ -118,8 +106,8 @@ class ForecastDataModule(L.LightningDataModule):
         series = torch.as_tensor(values, dtype=torch.float32)
         starts = (0, borders[0], borders[1])
         for name, start, end in zip(SPLITS, starts, borders, strict=True):
-            self.sets[name] = WindowDataset(series, self.lookback, self.horizon, start, end)
-            if len(self.sets[name]) == 0:
+            self.datasets[name] = WindowDataset(series, self.lookback, self.horizon, start, end)
+            if len(self.datasets[name]) == 0:
                 raise ConfigError(
                     f"the {name} split of {self.source} (rows {start}-{end}) holds no window "
                     f"of data.horizon={self.horizon} steps: shorten data.horizon"
@@ -127,61 +115,24 @@ class ForecastDataModule(L.LightningDataModule):
         log.info(
             "%s: %s windows (train/val/test), %d channels",
             self.source,
-            "/".join(str(len(self.sets[name])) for name in SPLITS),
+            "/".join(str(len(self.datasets[name])) for name in SPLITS),
             len(self.columns),
         )
-
-    @property
-    def spec(self) -> DataSpec:
-        if not self.sets:
-            raise RuntimeError(f"{type(self).__name__}.setup() must run before .spec is read")
         return DataSpec(
-            num_features=len(self.columns),
-            horizon=self.horizon,
-            lookback=self.lookback,
+            num_features=len(self.columns), horizon=self.horizon, lookback=self.lookback
         )
-
-    def _loader(self, split: str) -> DataLoader:
-        if split not in self.sets:
-            raise RuntimeError(f"{type(self).__name__}.setup() must run before its dataloaders")
-        dataset = self.sets[split]
-        train = split == "train"
-        return batch_loader(
-            self,
-            dataset,
-            [1] * len(dataset),  # equal lengths: plain shuffling, windows in time order to evaluate
-            self.batch_size if train else self.eval_batch_size,
-            train,
-            bucket_size_multiplier=1,
-            seed=self.seed,
-            num_workers=self.num_workers,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("test")
+        return self.loader("test")
 
-    def state_dict(self) -> dict:
-        """Columns and the training statistics, to map forecasts back to the original units."""
+    def data_state(self) -> dict:
+        """Columns and the training statistics, to map forecasts back to the original units
+        (data=sine generates its series from the seed)."""
         return {
             "columns": self.columns,
             "mean": None if self.mean is None else self.mean.tolist(),
             "std": None if self.std is None else self.std.tolist(),
-            "seed": self.seed,  # data=sine generates its series from it
         }
-
-    def load_state_dict(self, state: dict) -> None:
-        """A checkpoint's seed, taken before setup, so the series and statistics are its own."""
-        if not self.sets:
-            self.seed = state.get("seed", self.seed)
 
 
 def read_table(path: Path, date_column: str, columns: Sequence[str]):
@@ -331,10 +282,9 @@ class SineDataModule(ForecastDataModule):
         period_max: float = 96.0,
         noise: float = 0.1,
         fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
-        seed: int = 0,
         **kwargs,
     ) -> None:
-        super().__init__(seed=seed, **kwargs)
+        super().__init__(**kwargs)
         if len(fractions) != 3 or min(fractions) <= 0 or not math.isclose(sum(fractions), 1.0):
             raise ConfigError(f"data.fractions must be three positive parts of 1, got {fractions}")
         if channels < 1 or components < 1 or length < 3:

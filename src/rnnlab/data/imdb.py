@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from rnnlab.data.base import SequenceDataModule
+from rnnlab.data.base import SPLITS, SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import StaleCacheError, load_or_build
@@ -33,7 +33,7 @@ from rnnlab.errors import ConfigError, MissingFileError
 log = logging.getLogger(__name__)
 
 LABELS = ("neg", "pos")
-SPLITS = ("train", "test")
+SOURCE_SPLITS = ("train", "test")  # the published splits; val is carved from train
 
 
 def check_parquet_rows(path: Path) -> None:
@@ -57,7 +57,7 @@ def load_imdb(
     """Train and test splits from a local parquet copy, else the hub; a clear error if neither."""
     local = find_local(data_dir, "imdb", "train.parquet")
     if local is not None:
-        files = {split: str(local / f"{split}.parquet") for split in SPLITS}
+        files = {split: str(local / f"{split}.parquet") for split in SOURCE_SPLITS}
         missing = [path for path in files.values() if not Path(path).is_file()]
         if missing:
             raise MissingFileError(f"IMDb copy in {local} lacks {missing} (data.data_dir)")
@@ -83,7 +83,7 @@ def load_imdb(
                 "environment variable) at a folder with train.parquet and test.parquet, or "
                 "connect to the Hugging Face hub."
             ) from error
-    for split in SPLITS:
+    for split in SOURCE_SPLITS:
         if split not in raw:
             raise ConfigError(f"IMDb source has no {split!r} split (data.data_dir / data.hub_id)")
         missing = {"text", "label"} - set(raw[split].column_names)
@@ -154,7 +154,7 @@ class ImdbDataModule(SequenceDataModule):
         started = time.perf_counter()
         raw = load_imdb(self.data_dir, self.hub_id, self.cache_dir)
         labels = np.asarray(raw["train"]["label"])
-        for split in SPLITS:
+        for split in SOURCE_SPLITS:
             unknown = sorted(set(raw[split]["label"]) - {0, 1})
             if unknown:
                 raise ConfigError(f"IMDb {split} split has labels {unknown}; expected 0 and 1")
@@ -236,14 +236,10 @@ class ImdbDataModule(SequenceDataModule):
             sequences = [sequence[: self.max_len] for sequence in sequences]
         return SequenceDataset([sequences[i] for i in keep], labels[keep])
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def build(self) -> DataSpec:
         self.vocab, parts = self.read_cache()
-        self.train_set = self.encoded_split("train", parts["train"])
-        self.val_set = self.encoded_split("val", parts["val"])
-        self.test_set = self.encoded_split("test", parts["test"])
-        self._spec = DataSpec(
+        self.datasets = {split: self.encoded_split(split, parts[split]) for split in SPLITS}
+        return DataSpec(
             vocab_size=len(self.vocab),
             num_classes=2,
             pad_id=Vocabulary.pad_id,
@@ -251,12 +247,12 @@ class ImdbDataModule(SequenceDataModule):
             class_counts=self.train_set.class_counts(2),
         )
 
-    def state_dict(self) -> dict:
-        """Saved in every checkpoint: what prediction needs to encode new text exactly."""
+    def data_state(self) -> dict:
+        """What prediction needs to encode new text exactly (the seed chose the training part
+        the vocabulary comes from)."""
         return {
             "vocab": self.vocab.tokens if self.vocab else None,
             "tokenizer": self.tokenizer.config(),
             "labels": list(LABELS),
             "max_len": self.max_len,
-            "seed": self.seed,  # it chose the training part the vocabulary comes from
         }

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnlab.data.base import SequenceDataModule
+from rnnlab.data.base import SPLITS, SequenceDataModule
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
@@ -149,9 +149,7 @@ class Multi30kDataModule(SequenceDataModule):
             )
         return [s for s, _ in kept], [t for _, t in kept]
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def build(self) -> DataSpec:
         self.raw = {split: self.read_split(split) for split in SPLIT_FILES}
         train_sources, train_targets = self.raw["train"]
         self.source_vocab = Vocabulary.build(
@@ -162,7 +160,6 @@ class Multi30kDataModule(SequenceDataModule):
             min_freq=self.min_freq,
             specials=(BOS, EOS),
         )
-        sets = {}
         for split, (sources, targets) in self.raw.items():
             source_ids = [self.encode_source(s) for s in sources]
             target_ids = [self.encode_target(t) for t in targets]
@@ -178,22 +175,21 @@ class Multi30kDataModule(SequenceDataModule):
                 target_ids = [target_ids[i] for i in keep]
             else:
                 source_ids = [ids[: self.max_src_len] for ids in source_ids]
-            sets[split] = PairDataset(
+            self.datasets[split] = PairDataset(
                 [torch.tensor(ids) for ids in source_ids], [torch.tensor(ids) for ids in target_ids]
             )
-        self.train_set, self.val_set, self.test_set = sets["train"], sets["val"], sets["test"]
-        self._spec = DataSpec(
-            vocab_size=len(self.source_vocab),
-            target_vocab_size=len(self.target_vocab),
-            pad_id=Vocabulary.pad_id,
-        )
         log.info(
             "multi30k %s->%s: %d/%d/%d pairs, vocabularies %d/%d",
             self.source,
             self.target,
-            *(len(sets[s]) for s in ("train", "val", "test")),
+            *(len(self.datasets[s]) for s in SPLITS),
             len(self.source_vocab),
             len(self.target_vocab),
+        )
+        return DataSpec(
+            vocab_size=len(self.source_vocab),
+            target_vocab_size=len(self.target_vocab),
+            pad_id=Vocabulary.pad_id,
         )
 
     def encode_source(self, text: str) -> list[int]:
@@ -212,7 +208,7 @@ class Multi30kDataModule(SequenceDataModule):
     def collate_fn(self):
         return collate_pairs
 
-    def state_dict(self) -> dict:
+    def data_state(self) -> dict:
         return {
             "source_vocab": self.source_vocab.tokens if self.source_vocab else None,
             "target_vocab": self.target_vocab.tokens if self.target_vocab else None,

@@ -207,9 +207,7 @@ class NamesDataModule(SequenceDataModule):
     def prepare_data(self) -> None:
         self.source_folder()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
+    def build(self) -> DataSpec:
         raw = read_name_files(self.source_folder(), self.expected_languages)
         self.pairs = sorted(set(raw))
         log.info("names: %d lines, %d distinct (name, language) pairs", len(raw), len(self.pairs))
@@ -218,17 +216,11 @@ class NamesDataModule(SequenceDataModule):
         self.split_index = group_split(self.pairs, self.fractions, self.seed)
         train_pairs = [self.pairs[i] for i in self.split_index["train"]]
         self.vocab = self.build_vocab(self.tokenizer(name) for name, _ in train_pairs)
-        datasets = {}
         for split, indices in self.split_index.items():
             sequences = [torch.tensor(self.encode(self.pairs[i][0])) for i in indices]
             labels = [label_of[self.pairs[i][1]] for i in indices]
-            datasets[split] = SequenceDataset(sequences, labels)
-        self.train_set, self.val_set, self.test_set = (
-            datasets["train"],
-            datasets["val"],
-            datasets["test"],
-        )
-        self._spec = DataSpec(
+            self.datasets[split] = SequenceDataset(sequences, labels)
+        return DataSpec(
             vocab_size=len(self.vocab),
             num_classes=len(self.languages),
             pad_id=Vocabulary.pad_id,
@@ -242,12 +234,12 @@ class NamesDataModule(SequenceDataModule):
     def encode(self, name: str) -> list[int]:
         return self.vocab.encode(self.tokenizer(name))
 
-    def state_dict(self) -> dict:
+    def data_state(self) -> dict:
+        """The vocabulary (from the split the seed chose), tokeniser and languages."""
         return {
             "vocab": self.vocab.tokens if self.vocab else None,
             "tokenizer": self.tokenizer.config(),
             "labels": self.languages,
-            "seed": self.seed,  # it chose the split the vocabulary comes from
         }
 
 
@@ -264,7 +256,6 @@ class NameGenerationDataModule(NamesDataModule):
     def encode(self, name: str) -> list[int]:
         return self.vocab.encode([BOS, *self.tokenizer(name), EOS])
 
-    def setup(self, stage: str | None = None) -> None:
-        super().setup(stage)
+    def build(self) -> DataSpec:
         # class counts drive a classifier's loss weights; a language model has no use for them
-        self._spec = replace(self.spec, class_counts=())
+        return replace(super().build(), class_counts=())

@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from rnnlab.data.base import replica, split_loader
+from rnnlab.data.base import DataModule, replica, require_positive_ints, split_loader
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
@@ -92,74 +91,77 @@ def check_streams(path: Path, part: str, ids: Tensor, key: str, streams: int, wo
         )
 
 
-class ShakespeareDataModule(L.LightningDataModule):
-    """Character streams for TBPTT; the vocabulary comes from the training part."""
+class ShakespeareDataModule(DataModule):
+    """Character streams for TBPTT; the vocabulary comes from the training part.
+
+    `batch_size` / `val_batch_size` count parallel streams; the test split is the validation
+    text (the data's convention).
+    """
 
     def __init__(
         self,
         data_dir: str | None = None,
         cache_dir: str = "outputs/cache",
         train_fraction: float = 0.9,
-        batch_size: int = 64,
         bptt: int = 128,
         val_batch_size: int = 16,
         url: str = SHAKESPEARE_URL,
-        num_workers: int = 0,
+        **kwargs,
     ) -> None:
-        super().__init__()
         if not 0.0 < train_fraction < 1.0:
             raise ConfigError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
-        if bptt < 1 or batch_size < 1 or val_batch_size < 1:
-            raise ConfigError("data.bptt, data.batch_size and data.val_batch_size must be >= 1")
+        require_positive_ints(bptt=bptt, val_batch_size=val_batch_size)
+        super().__init__(eval_batch_size=val_batch_size, **kwargs)
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.train_fraction = train_fraction
-        self.batch_size = batch_size
         self.bptt = bptt
-        self.val_batch_size = val_batch_size
         self.url = url
-        self.num_workers = num_workers
         self.tokenizer = CharTokenizer()
         self.vocab: Vocabulary | None = None
-        self.train_ids: Tensor | None = None
-        self.val_ids: Tensor | None = None
+
+    @property
+    def train_ids(self) -> Tensor | None:
+        return self.datasets.get("train")
+
+    @property
+    def val_ids(self) -> Tensor | None:
+        return self.datasets.get("val")
 
     def prepare_data(self) -> None:
         read_text(self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_ids is not None:
-            return
+    def build(self) -> DataSpec:
         path, text = read_text(
             self.data_dir, self.cache_dir, "tinyshakespeare", "input.txt", self.url
         )
         split = int(len(text) * self.train_fraction)
         self.vocab = Vocabulary.build([self.tokenizer(text[:split])])
-        self.train_ids = torch.tensor(self.vocab.encode(text[:split]))
-        self.val_ids = torch.tensor(self.vocab.encode(text[split:]))
+        train_ids = torch.tensor(self.vocab.encode(text[:split]))
+        val_ids = torch.tensor(self.vocab.encode(text[split:]))
+        self.datasets = {"train": train_ids, "val": val_ids, "test": val_ids}
         world = replica(self)[1]
-        check_streams(path, "training", self.train_ids, "data.batch_size", self.batch_size, world)
+        check_streams(path, "training", train_ids, "data.batch_size", self.batch_size, world)
         check_streams(
-            path, "validation", self.val_ids, "data.val_batch_size", self.val_batch_size, world
+            path, "validation", val_ids, "data.val_batch_size", self.eval_batch_size, world
         )
-        unknown = int((self.val_ids == Vocabulary.unk_id).sum())
+        unknown = int((val_ids == Vocabulary.unk_id).sum())
         if unknown:
             log.info(
                 "shakespeare: %d validation characters are not in the train vocabulary", unknown
             )
-
-    @property
-    def spec(self) -> DataSpec:
-        if self.vocab is None:
-            raise RuntimeError("ShakespeareDataModule.setup() must run before .spec is read")
         return DataSpec(vocab_size=len(self.vocab), pad_id=Vocabulary.pad_id)
 
-    def _loader(self, ids: Tensor, streams: int, train: bool) -> DataLoader:
-        # batch_size=None: each item already is a (B, T) batch, in stream order (never shuffled:
-        # the carried hidden state must see the windows in order). Training resumes mid-epoch
-        # at the next window; the task's checkpoint carries the hidden state that goes with it.
+    def loader(self, split: str, **sampling) -> DataLoader:
+        """Windows of parallel streams, never shuffled: the carried hidden state must see them in
+        order. Training resumes mid-epoch at the next window; the task's checkpoint carries the
+        hidden state that goes with it."""
+        ids = self.dataset(split)
+        train = split == "train"
+        streams = self.batch_size if train else self.eval_batch_size
         rank, world = replica(self)
         rows = slice(rank * streams, (rank + 1) * streams)
+        # batch_size=None: each item already is a (B, T) batch
         return split_loader(
             self,
             StreamWindows(ids, streams * world, self.bptt, rows),
@@ -169,16 +171,7 @@ class ShakespeareDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_ids, self.batch_size, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_ids, self.val_batch_size, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
-
-    def state_dict(self) -> dict:
+    def data_state(self) -> dict:
         return {
             "vocab": self.vocab.tokens if self.vocab else None,
             "tokenizer": self.tokenizer.config(),

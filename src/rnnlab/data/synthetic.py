@@ -60,17 +60,13 @@ class RecallDataModule(SequenceDataModule):
         self.max_len = max_len
         self.sizes = {"train": num_train, "val": num_val, "test": num_test}
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is not None:
-            return
-        splits = {}
+    def build(self) -> DataSpec:
         for offset, (split, size) in enumerate(self.sizes.items()):
             generator = torch.Generator().manual_seed(self.seed * 1000 + offset)
-            splits[split] = make_recall(
+            self.datasets[split] = make_recall(
                 size, self.num_symbols, self.min_len, self.max_len, generator
             )
-        self.train_set, self.val_set, self.test_set = splits["train"], splits["val"], splits["test"]
-        self._spec = DataSpec(
+        return DataSpec(
             vocab_size=2 * self.num_symbols + 1,
             num_classes=self.num_symbols,
             pad_id=0,
@@ -78,11 +74,10 @@ class RecallDataModule(SequenceDataModule):
             class_counts=self.train_set.class_counts(self.num_symbols),
         )
 
-    def state_dict(self) -> dict:
-        """What the data is drawn from: a checkpoint evaluated with another seed or other lengths
-        tests on the data it was trained for, or stops naming what differs."""
+    def data_state(self) -> dict:
+        """What the data is drawn from (with the seed): a checkpoint evaluated with another seed
+        or other lengths tests on the data it was trained for, or stops naming what differs."""
         return {
-            "seed": self.seed,
             "num_symbols": self.num_symbols,
             "min_len": self.min_len,
             "max_len": self.max_len,
