@@ -11,11 +11,13 @@ import inspect
 import logging
 import math
 import random
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
+from torchmetrics import MaxMetric, MinMetric
 
 from rnnlab.errors import ConfigError
 from rnnlab.models import InputEncoder, RecurrentBackbone
@@ -25,6 +27,9 @@ DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1
 # rnnlab's own key in `task.optimizer`, read here and not passed to the optimizer class
 DECAY_EMBEDDINGS = "decay_embeddings"
 LIGHTNING_CHECKED = "2.6.6"  # the Lightning whose private fit-loop attribute is written below
+
+# where tasks kept their best validation value before `BaseTask.monitor_best`
+LEGACY_BEST = ("val_acc_best", "val_loss_best", "val_mse_best", "val_bleu_best")
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +95,29 @@ def parameter_groups(
 
 
 class BaseTask(L.LightningModule):
-    """Builds `self.encoder` (ids or features -> vectors) and `self.backbone` from plain config."""
+    """Builds `self.encoder` (ids or features -> vectors) and `self.backbone` from plain config,
+    and keeps the best validation value of `monitor` so far (`<monitor>_best`)."""
+
+    def __init__(self, monitor: str, monitor_mode: str) -> None:
+        super().__init__()
+        if monitor_mode not in ("min", "max"):
+            raise ConfigError(f"task.monitor_mode must be 'min' or 'max', got {monitor_mode!r}")
+        self.monitor = monitor
+        self.monitor_best = MaxMetric() if monitor_mode == "max" else MinMetric()
+        self.monitor_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
+
+    def log_best(self, values: Mapping[str, Tensor]) -> None:
+        """Update and log `<monitor>_best` from the epoch's validation `values` (metric name ->
+        value); the sanity check does not count, but a monitor the task lacks fails there."""
+        if self.monitor not in values:
+            raise ConfigError(
+                f"task.monitor={self.monitor!r} is not a metric this task computes at "
+                f"validation; it logs {', '.join(sorted(values))}"
+            )
+        if self.trainer.sanity_checking:
+            return
+        self.monitor_best(values[self.monitor])
+        self.log(f"{self.monitor}_best", self.monitor_best.compute(), prog_bar=True)
 
     def build_encoder_and_backbone(
         self,
@@ -138,6 +165,20 @@ class BaseTask(L.LightningModule):
         # Applied at the first training batch after resuming: the sanity check and the new
         # DataLoader iterator draw from the global generator before it.
         self._rng_to_restore = checkpoint.get("rng_states")
+        self.adopt_legacy_best(checkpoint.get("state_dict", {}))
+
+    def adopt_legacy_best(self, state: dict[str, Tensor]) -> None:
+        """Checkpoints written before `monitor_best` kept each task's best under its own name
+        (`val_acc_best.max_value`, ...): that value becomes `monitor_best`'s when it tracked
+        this monitor; a best of another metric is dropped and the best starts afresh."""
+        tracked = self.monitor.replace("/", "_") + "_best"
+        for key in [key for key in state if key.split(".", 1)[0] in LEGACY_BEST]:
+            name, field = key.split(".", 1)
+            value = state.pop(key)
+            if name == tracked:
+                state[f"monitor_best.{field}"] = value
+        for key, value in self.monitor_best.state_dict(prefix="monitor_best.").items():
+            state.setdefault(key, value)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         states = getattr(self, "_rng_to_restore", None)
@@ -198,6 +239,6 @@ class BaseTask(L.LightningModule):
             "lr_scheduler": {
                 "scheduler": scheduler,
                 "interval": interval,
-                "monitor": self.hparams.monitor,
+                "monitor": self.monitor,
             },
         }

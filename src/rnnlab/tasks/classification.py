@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassConfusionMatrix,
@@ -47,7 +47,7 @@ class ClassificationTask(BaseTask):
         monitor: str = "val/acc",
         monitor_mode: str = "max",
     ) -> None:
-        super().__init__()
+        super().__init__(monitor, monitor_mode)
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ConfigError(f"the data must give num_classes >= 2, got {num_classes!r}")
         self.save_hyperparameters(logger=False)
@@ -67,8 +67,6 @@ class ClassificationTask(BaseTask):
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_acc_best = MaxMetric()
-        self.val_acc_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
         # Metric objects, not tensors: their epoch value is reduced over every rank's examples
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
@@ -130,11 +128,8 @@ class ClassificationTask(BaseTask):
     def on_validation_epoch_end(self) -> None:
         confusion = self.val_confusion.compute()
         self.val_confusion.reset()
-        if self.trainer.sanity_checking:  # the sanity check must not count towards the best
-            return
-        self.val_acc_best(self.val_metrics["acc"].compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), prog_bar=True)
-        if self.trainer.is_global_zero:
+        self.log_best({**self.val_metrics.compute(), "val/loss": self.val_loss.compute()})
+        if not self.trainer.sanity_checking and self.trainer.is_global_zero:
             self.log_confusion_matrix(confusion)
 
     def log_confusion_matrix(self, confusion: Tensor) -> None:

@@ -24,7 +24,6 @@ from torchmetrics import (
     MeanMetric,
     MeanSquaredError,
     MetricCollection,
-    MinMetric,
     SumMetric,
 )
 
@@ -80,7 +79,7 @@ class ForecastingTask(BaseTask):
         monitor: str = "val/mse",
         monitor_mode: str = "min",
     ) -> None:
-        super().__init__()
+        super().__init__(monitor, monitor_mode)
         self.save_hyperparameters(logger=False)
         if not isinstance(segment_len, int) or segment_len < 1:
             raise ConfigError(f"task.segment_len must be a positive integer, got {segment_len!r}")
@@ -101,8 +100,6 @@ class ForecastingTask(BaseTask):
         metrics = MetricCollection({"mse": MeanSquaredError(), "mae": MeanAbsoluteError()})
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
-        self.val_mse_best = MinMetric()
-        self.val_mse_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
         self.test_windows = SumMetric()
         self.train_loss = MeanMetric()  # a Metric: its epoch value is over every rank's windows
 
@@ -152,9 +149,7 @@ class ForecastingTask(BaseTask):
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.log_dict(values, prog_bar=True)
-        if not self.trainer.sanity_checking:
-            self.val_mse_best(values["val/mse"])
-            self.log("val/mse_best", self.val_mse_best.compute(), prog_bar=True)
+        self.log_best(values)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.test_metrics.update(self(batch["inputs"]), batch["targets"])

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, MinMetric
+from torchmetrics import MeanMetric
 
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
@@ -63,7 +63,7 @@ class LanguageModelTask(BaseTask):
         monitor: str = "val/loss",
         monitor_mode: str = "min",
     ) -> None:
-        super().__init__()
+        super().__init__(monitor, monitor_mode)
         self.save_hyperparameters(logger=False)
         if model.get("bidirectional"):
             raise ConfigError("model.bidirectional=true cannot model language left to right")
@@ -90,8 +90,6 @@ class LanguageModelTask(BaseTask):
         self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
         self.val_loss = MeanMetric()
         self.window_loss = MeanMetric()  # nanoGPT's estimator, over the windows loader
-        self.val_loss_best = MinMetric()
-        self.val_loss_best.persistent(True)  # in checkpoints, so a resumed run keeps its best
 
     def forward(
         self,
@@ -225,9 +223,10 @@ class LanguageModelTask(BaseTask):
         self.val_loss.reset()
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/bpc", loss / math.log(2))
-        if not self.trainer.sanity_checking:
-            self.val_loss_best(loss)
-            self.log("val/loss_best", self.val_loss_best.compute(), prog_bar=True)
+        values = {"val/loss": loss, "val/bpc": loss / math.log(2)}
+        if self.window_loss.update_called:
+            values["val/loss_windows"] = self.window_loss.compute()
+        self.log_best(values)
         self.state = self.train_state
 
     def on_test_epoch_start(self) -> None:

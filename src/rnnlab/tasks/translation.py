@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 from rnnlab.data.tokenizers import UNK, Vocabulary, tokenizer_from_config
@@ -163,7 +163,7 @@ class TranslationTask(BaseTask):
         monitor: str = "val/bleu",
         monitor_mode: str = "max",
     ) -> None:
-        super().__init__()
+        super().__init__(monitor, monitor_mode)
         self.save_hyperparameters(logger=False)
         if not 0.0 <= teacher_forcing <= 1.0:
             raise ConfigError(f"task.teacher_forcing must be in [0, 1], got {teacher_forcing}")
@@ -193,8 +193,6 @@ class TranslationTask(BaseTask):
         self.train_loss = MeanMetric()  # per target token, over every rank's batches
         self.val_loss = MeanMetric()
         self.val_bleu = SacreBLEUScore(tokenize="13a", lowercase=True)
-        self.val_bleu_best = MaxMetric()
-        self.val_bleu_best.persistent(True)
         self.test_loss = MeanMetric()
         self.test_bleu_greedy = SacreBLEUScore(tokenize="13a", lowercase=True)
         self.test_bleu_beam = SacreBLEUScore(tokenize="13a", lowercase=True)
@@ -268,9 +266,7 @@ class TranslationTask(BaseTask):
         self.log("val/loss", loss, prog_bar=True)
         self.log("val/ppl", torch.exp(loss))
         self.log("val/bleu", bleu, prog_bar=True)
-        if not self.trainer.sanity_checking:
-            self.val_bleu_best(bleu)
-            self.log("val/bleu_best", self.val_bleu_best.compute(), prog_bar=True)
+        self.log_best({"val/loss": loss, "val/ppl": torch.exp(loss), "val/bleu": bleu})
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, tokens = self._loss(batch)
