@@ -1,16 +1,14 @@
-"""Evaluate a checkpoint on the test split: python eval.py ckpt_path=... [data=... model=...]."""
+"""Evaluate a checkpoint on the test split: python eval.py ckpt_path=... [data=...]."""
 
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.errors import report_config_errors
-from rnnlab.train import evaluate
+from rnnlab.cli import eval_task
 
 
 @hydra.main(config_path="conf", config_name="eval")
-@report_config_errors
 def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
+    eval_task(cfg)
 
 
 if __name__ == "__main__":

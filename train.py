@@ -3,14 +3,12 @@
 import hydra
 from omegaconf import DictConfig
 
-from rnnlab.errors import report_config_errors
-from rnnlab.train import run
+from rnnlab.cli import train_task
 
 
 @hydra.main(config_path="conf", config_name="train")
-@report_config_errors
 def main(cfg: DictConfig) -> float | None:
-    return run(cfg)
+    return train_task(cfg)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,13 @@ from rnnlab.data.storage import atomic_write_text
 from rnnlab.errors import ConfigError
 from rnnlab.hardware import resolve_precision
 from rnnlab.models import RecurrentBackbone
+from rnnlab.progress import (
+    ValidationLog,
+    duration,
+    interactive,
+    progress_callbacks,
+    quiet_lightning,
+)
 from rnnlab.utils import build, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -44,6 +52,7 @@ RUN_OUTPUTS = (
     "tensorboard",
     "csv",
     "metrics.json",
+    "run.json",
     "config_resolved.yaml",
     "data_state.json",
 )
@@ -171,7 +180,7 @@ def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 @rank_zero_only
-def save_metrics(cfg: DictConfig, metrics: dict[str, float], name: str) -> None:
+def save_metrics(cfg: DictConfig, metrics: dict[str, Any], name: str) -> None:
     path = Path(cfg.paths.output_dir) / name
     atomic_write_text(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
@@ -233,9 +242,67 @@ def resume_checkpoint(cfg: DictConfig) -> tuple[str | None, dict[str, Any] | Non
     return path, checkpoint
 
 
+def run_summary(cfg: DictConfig, trainer: L.Trainer, task: L.LightningModule) -> str:
+    """One line on what this run trains: data, cell and sizes, parameters, device, precision."""
+    model = cfg.model
+    direction = "bidirectional " if model.get("bidirectional") else ""
+    sizes = [
+        f"{key}={value}"
+        for key, value in task.hparams.items()
+        if key in DataSpec.__dataclass_fields__ and isinstance(value, int) and key != "pad_id"
+    ]
+    devices = trainer.num_devices * trainer.num_nodes
+    device = str(trainer.strategy.root_device) + (f" x {devices}" if devices > 1 else "")
+    parameters = sum(p.numel() for p in task.parameters())
+    return (
+        f"data={choice('data', cfg)} ({', '.join(sizes)}) | {direction}{model.cell} "
+        f"hidden_size={model.hidden_size} num_layers={model.num_layers} | "
+        f"{parameters:,} parameters | {device} | precision {trainer.precision}"
+    )
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The path of the best checkpoint the run saved, if any."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path:
+            return callback.best_model_path
+    return None
+
+
+@rank_zero_only
+def report_end(
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], seconds: float
+) -> None:
+    """The end-of-run line, and `run.json` with the same facts (metrics.json holds numbers
+    that are compared across runs; a path and a wall time are not)."""
+    record = next((c for c in trainer.callbacks if isinstance(c, ValidationLog)), None)
+    best_epoch = record.best_epoch if record else None
+    best_path = best_checkpoint(trainer)
+    tests = {k: v for k, v in sorted(metrics.items()) if k.startswith("test/")}
+    monitor = cfg.task.monitor
+    best = metrics.get(f"{monitor}_best", record.best if record else None)
+    parts = [f"done in {duration(seconds)}"]
+    if best is not None:
+        parts.append(f"best {monitor} {best:.4g} at epoch {best_epoch} ({best_path})")
+    if tests:
+        parts.append(" ".join(f"{k} {v:.4g}" for k, v in tests.items()))
+    log.info(" | ".join(parts))
+    summary = {
+        "run_dir": str(Path(cfg.paths.output_dir).resolve()),
+        "best_epoch": best_epoch,
+        "best_checkpoint": best_path,
+        "best": {monitor: best},
+        "test": tests,
+        "wall_time_s": round(seconds, 3),
+    }
+    atomic_write_text(Path(cfg.paths.output_dir) / "run.json", json.dumps(summary, indent=2) + "\n")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit and/or test as the config says; return every logged metric as floats."""
+    started = time.monotonic()
     tune_malloc()
+    quiet_lightning()
     check_model_config(cfg.model)
     check_run_config(cfg)
     # bf16 only where this machine has the kernels; the saved config records what was used
@@ -266,7 +333,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     if not loggers:  # Lightning refuses an LR monitor without a logger; logger=none means none
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks, show_bar = progress_callbacks(
+        callbacks,
+        cfg.trainer.get("enable_progress_bar", True),
+        cfg.task.monitor,
+        cfg.task.monitor_mode,
+    )
+    trainer: L.Trainer = build(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=show_bar
+    )
+    if trainer.is_global_zero:
+        log.info("run directory %s", Path(cfg.paths.output_dir).resolve())
+        log.info(run_summary(cfg, trainer, task))
 
     metrics: dict[str, float] = {}
     status = "failed"
@@ -282,22 +360,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.update(to_floats(trainer.callback_metrics))
             metrics["epochs"] = float(trainer.current_epoch)  # completed, for provenance
         if cfg.get("test", True):
-            checkpoint = next(
-                (
-                    c
-                    for c in trainer.checkpoint_callbacks
-                    if isinstance(c, ModelCheckpoint) and c.best_model_path
-                ),
-                None,
-            )
-            best = checkpoint.best_model_path if checkpoint else None
+            best = best_checkpoint(trainer)
             if cfg.get("train", True) and best is None:
                 log.warning("no best checkpoint was saved; testing the final weights")
             test_ckpt = best if cfg.get("train", True) else cfg.get("ckpt_path")
-            trainer.test(task, datamodule=datamodule, ckpt_path=test_ckpt)
+            # the table of test metrics in a terminal; the end-of-run line has them everywhere
+            trainer.test(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=interactive())
             metrics.update(to_floats(trainer.callback_metrics))
+        record = next(c for c in trainer.callbacks if isinstance(c, ValidationLog))
+        if record.best_epoch is not None:
+            metrics["best_epoch"] = float(record.best_epoch)
         log_hparams(loggers, curated_hparams(cfg, task), metrics)
         save_metrics(cfg, metrics, "metrics.json")
+        report_end(cfg, trainer, metrics, time.monotonic() - started)
         status = "success"
         return metrics
     finally:
@@ -337,10 +412,7 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:
 def run(cfg: DictConfig) -> float | None:
     """Entry point behind `train.py`: train, then return the sweeper's objective."""
     check_run_dir(cfg)
-    metrics = train(cfg)
-    for key in sorted(metrics):
-        if key.startswith("test/"):
-            log.info("%s = %.4f", key, metrics[key])
+    metrics = train(cfg)  # the end-of-run line has logged the test metrics
     return objective(cfg, metrics) if cfg.get("optimized_metric") else None
 
 
@@ -349,6 +421,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
     tune_malloc()
+    quiet_lightning()
     ckpt_path = Path(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     task_class = get_class(cfg.task._target_)
@@ -361,12 +434,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     task = task_class.load_from_checkpoint(ckpt_path, map_location="cpu")
     check_spec_matches(task, datamodule.spec, ckpt_path)
     loggers = instantiate_group(cfg.get("logger"))
-    trainer: L.Trainer = build(cfg.trainer, logger=loggers or False, callbacks=[])
+    trainer: L.Trainer = build(
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[],
+        enable_progress_bar=bool(cfg.trainer.get("enable_progress_bar", True)) and interactive(),
+    )
     try:
-        trainer.test(task, datamodule=datamodule)
+        trainer.test(task, datamodule=datamodule, verbose=interactive())
         metrics = to_floats(trainer.callback_metrics)
+        if trainer.is_global_zero:
+            log.info(
+                "%s: %s", ckpt_path, " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+            )
         Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
-        save_metrics(cfg, metrics, "eval_metrics.json")
+        # which checkpoint these numbers belong to travels with them
+        save_metrics(cfg, {**metrics, "ckpt_path": str(ckpt_path.resolve())}, "eval_metrics.json")
         return metrics
     finally:
         for logger in loggers:
