@@ -19,12 +19,19 @@ import lightning as L
 import numpy as np
 
 from rnnlab.errors import ConfigError
-from rnnlab.tasks import ClassificationTask, ForecastingTask, LanguageModelTask, TranslationTask
+from rnnlab.tasks import (
+    ClassificationTask,
+    ForecastingTask,
+    LanguageModelTask,
+    NameGenerationTask,
+    TranslationTask,
+)
 
 # the task kind in words, and the data configs and script that use a checkpoint of it
 TASK_USES: dict[type[L.LightningModule], tuple[str, str]] = {
     ClassificationTask: ("classification", "data=recall, imdb or names; scripts/predict.py"),
-    LanguageModelTask: ("language model", "data=shakespeare or names_gen; scripts/generate.py"),
+    LanguageModelTask: ("language model", "data=shakespeare; scripts/generate.py"),
+    NameGenerationTask: ("name generation", "data=names_gen; scripts/generate.py"),
     ForecastingTask: ("forecasting", "data=ett or sine"),
     TranslationTask: ("translation", "data=multi30k; scripts/translate.py"),
 }
@@ -34,20 +41,27 @@ def task_of(checkpoint: dict[str, Any]) -> type[L.LightningModule] | None:
     """The task class whose constructor takes exactly the checkpoint's stored hyperparameters.
 
     Lightning stores a module's arguments, not its class; every rnnlab task saves all of its
-    arguments, and each task has some the others lack. None when no task fits.
+    arguments, so one task's argument names equal the stored ones (the name generator takes all
+    of the stream model's and more). Otherwise the one task that could take them; None when no
+    task, or several, fit.
     """
     stored = set(checkpoint.get("hyper_parameters") or {})
-    fits = []
+    fits, exact = [], []
     for task_class in TASK_USES:
-        parameters = inspect.signature(task_class.__init__).parameters
-        required = {
-            name
-            for name, p in parameters.items()
-            if p.default is inspect.Parameter.empty and name != "self"
+        parameters = {
+            name: p
+            for name, p in inspect.signature(task_class.__init__).parameters.items()
+            if name != "self"
         }
+        required = {name for name, p in parameters.items() if p.default is inspect.Parameter.empty}
         if required <= stored <= set(parameters):
             fits.append(task_class)
-    return fits[0] if len(fits) == 1 else None
+            if stored == set(parameters):
+                exact.append(task_class)
+    for found in (exact, fits):
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 def require_task(
@@ -58,7 +72,10 @@ def require_task(
     if found is None or issubclass(found, expected):
         return
     kind, uses = TASK_USES[found]
-    wanted = TASK_USES.get(expected, (expected.__name__, ""))[0]
+    # a family (the character models) in the words of its tasks
+    wanted = " or ".join(
+        name for task, (name, _) in TASK_USES.items() if issubclass(task, expected)
+    )
     raise ConfigError(
         f"{key}={str(ckpt_path)!r} is a {kind} checkpoint, not a {wanted} one; use it with {uses}"
     )

@@ -14,11 +14,11 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from rnnlab.checkpoints import require_task
+from rnnlab.checkpoints import require_task, task_of
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
-from rnnlab.tasks import ClassificationTask, LanguageModelTask, TranslationTask
+from rnnlab.tasks import CharacterModel, ClassificationTask, TranslationTask
 from rnnlab.utils import read_checkpoint
 
 
@@ -101,10 +101,17 @@ class Classifier:
 
 
 def load_task(ckpt_path: str | Path, task_class: type[L.LightningModule]) -> L.LightningModule:
-    """A checkpoint of `task_class` in evaluation mode; another task's is an error saying what
-    it is."""
-    require_task(read_checkpoint(ckpt_path), task_class, ckpt_path)
-    task = task_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+    """The checkpoint's task (`task_class` or a subclass) in evaluation mode; another task's
+    checkpoint, or one whose task this version does not know, is an error saying so."""
+    checkpoint = read_checkpoint(ckpt_path)
+    require_task(checkpoint, task_class, ckpt_path)
+    found = task_of(checkpoint)
+    if found is None:
+        raise ConfigError(
+            f"ckpt_path={str(ckpt_path)!r}: its hyperparameters fit no task of this version of "
+            "rnnlab (an older run's checkpoint?): retrain it"
+        )
+    task = found.load_from_checkpoint(ckpt_path, map_location="cpu")
     task.eval()
     return task
 
@@ -118,11 +125,11 @@ class Generator:
     """
 
     def __init__(self, ckpt_path: str | Path) -> None:
-        self.task = load_task(ckpt_path, LanguageModelTask)
+        self.task = load_task(ckpt_path, CharacterModel)
 
     @property
     def default_prompt(self) -> str:
-        return "" if self.task.sequences else "\n"
+        return "" if self.task.whole_sequences else "\n"
 
     def __call__(
         self,

@@ -111,18 +111,18 @@ def test_eval_and_resume_of_another_task_say_which_task_it_is(make_cfg, checkpoi
 
 def test_scripts_given_another_task_say_which_task_it_is(monkeypatch, names_checkpoints):
     message = run_script(monkeypatch, "generate.py", f"ckpt_path={names_checkpoints['names']}")
-    assert "is a classification checkpoint, not a language model one" in message
+    assert "is a classification checkpoint, not a language model or name generation one" in message
     assert "scripts/predict.py" in message
     message = run_script(
         monkeypatch, "predict.py", f"ckpt_path={names_checkpoints['names_gen']}", "text=Abel"
     )
-    assert "is a language model checkpoint, not a classification one" in message
+    assert "is a name generation checkpoint, not a classification one" in message
     assert "scripts/generate.py" in message
 
 
 def test_eval_of_a_generator_as_a_classifier_says_which_task_it_is(make_cfg, names_checkpoints):
     cfg = make_cfg(["data=names", f"ckpt_path={names_checkpoints['names_gen']}"], "eval")
-    message = WRONG_TASK.format("language model", "classification", "data=shakespeare or names_gen")
+    message = WRONG_TASK.format("name generation", "classification", "data=names_gen")
     with pytest.raises(ConfigError, match=message):
         evaluate(cfg)
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from rnnlab.data.collate import PadCollate, SequenceDataset
-from rnnlab.tasks import ClassificationTask, LanguageModelTask
+from rnnlab.tasks import ClassificationTask, NameGenerationTask
 
 
 def imbalanced_split(size: int, seed: int, min_length: int = 1) -> SequenceDataset:
@@ -87,7 +87,7 @@ def test_class_weights_shape_the_training_loss_only(tmp_path):
 def test_language_model_epoch_loss_is_per_character_over_the_split(tmp_path):
     """Batches of unequal size and length: the epoch loss is nats per predicted character."""
     torch.manual_seed(0)
-    task = LanguageModelTask(
+    task = NameGenerationTask(
         vocab_size=7, model={"cell": "gru", "hidden_size": 8}, num_classes=3, optimizer=FROZEN
     )
     train_set, val_set = (imbalanced_split(23, seed, min_length=2) for seed in (1, 2))

@@ -11,7 +11,7 @@ import torch
 
 from rnnlab.data.names import NameGenerationDataModule
 from rnnlab.data.tokenizers import BOS, EOS
-from rnnlab.tasks import LanguageModelTask
+from rnnlab.tasks import NameGenerationTask
 from rnnlab.train import train
 from tests.conftest import ROOT
 from tests.integration.test_text_data import write_names
@@ -38,7 +38,7 @@ def test_names_are_wrapped_in_start_and_end_marks(names_dir, tmp_path):
 
 def make_task(num_classes=3):
     torch.manual_seed(0)
-    return LanguageModelTask(
+    return NameGenerationTask(
         vocab_size=12,
         num_classes=num_classes,
         condition_dim=4,

@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from rnnlab.callbacks import AttentionMap, TextSamples
 from rnnlab.data.tokenizers import BOS, EOS, PAD, UNK, CharTokenizer, WordTokenizer
-from rnnlab.tasks import LanguageModelTask, TranslationTask
+from rnnlab.predict import Generator
+from rnnlab.tasks import LanguageModelTask, NameGenerationTask, TranslationTask
 from rnnlab.tasks.translation import detokenize
 from tests.conftest import ROOT
 
@@ -72,6 +73,7 @@ def test_stream_language_model_samples_text_from_its_checkpoint_alone(tmp_path):
     ckpt = fit_and_save(task, stream_batches(), stream_batches(), tmp_path / "lm.ckpt", [samples])
     assert "samples/text_summary" in tags(tmp_path)["tensors"]  # the callback needed no data
     restored = LanguageModelTask.load_from_checkpoint(ckpt, map_location="cpu")
+    assert type(Generator(ckpt).task) is LanguageModelTask
     text = restored.generate_text("ROMEO:", 20, generator=torch.Generator().manual_seed(3))
     prompt_ids = [CHARS.index(c) for c in "ROMEO:"]
     ids = restored.generate(
@@ -82,7 +84,7 @@ def test_stream_language_model_samples_text_from_its_checkpoint_alone(tmp_path):
 
 def test_name_generator_samples_a_language_from_its_checkpoint_alone(tmp_path):
     torch.manual_seed(0)
-    task = LanguageModelTask(
+    task = NameGenerationTask(
         vocab_size=len(NAME_CHARS),
         num_classes=2,
         labels=["French", "Greek"],
@@ -99,7 +101,9 @@ def test_name_generator_samples_a_language_from_its_checkpoint_alone(tmp_path):
     }
     loader = DataLoader([batch], batch_size=None)
     ckpt = fit_and_save(task, loader, loader, tmp_path / "names.ckpt")
-    restored = LanguageModelTask.load_from_checkpoint(ckpt, map_location="cpu")
+    restored = NameGenerationTask.load_from_checkpoint(ckpt, map_location="cpu")
+    # its hyperparameters include all of the stream model's: the scripts still tell them apart
+    assert type(Generator(ckpt).task) is NameGenerationTask
     name = restored.generate_text(
         "ab", 8, generator=torch.Generator().manual_seed(5), condition="Greek"
     )

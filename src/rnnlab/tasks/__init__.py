@@ -2,7 +2,15 @@
 
 from rnnlab.tasks.classification import ClassificationTask
 from rnnlab.tasks.forecasting import ForecastingTask
-from rnnlab.tasks.language_model import LanguageModelTask
+from rnnlab.tasks.language_model import CharacterModel, LanguageModelTask
+from rnnlab.tasks.name_generation import NameGenerationTask
 from rnnlab.tasks.translation import TranslationTask
 
-__all__ = ["ClassificationTask", "ForecastingTask", "LanguageModelTask", "TranslationTask"]
+__all__ = [
+    "CharacterModel",
+    "ClassificationTask",
+    "ForecastingTask",
+    "LanguageModelTask",
+    "NameGenerationTask",
+    "TranslationTask",
+]

@@ -1,16 +1,20 @@
-"""Character language models: a stream with truncated BPTT, or whole sequences with a condition.
+"""Character language models: a shared base, and the stream model trained with truncated BPTT.
 
-Two batch layouts:
-- Streams (Tiny Shakespeare, data/shakespeare.py): consecutive (B, T) windows of B parallel
-  streams, `inputs` and `targets`. The hidden state left by one window starts the next,
-  detached so gradients stop at the window's edge, and is reset at the start of every epoch
-  and of every evaluation pass.
-- Sequences (name generation, data/names.py): right-padded ``<s> ... </s>`` ids with `lengths`
-  and, for a conditional model, `labels` (e.g. the language). Each sequence is read shifted by
-  one from a fresh state; padding is ignored by the loss.
+`CharacterModel` holds what every character model shares: embedding [+ a condition] ->
+recurrent backbone -> dropout -> linear over the vocabulary (tied or not), the per-character loss
+and bits-per-character metrics, and sampling, as ids or as text with the data's own vocabulary
+and tokeniser (they travel in the checkpoint's hyperparameters). Two tasks build on it:
 
-One-to-many generation: with `num_classes` set, a learned embedding of the condition is
-concatenated to every input step, so the same model samples names of a chosen language.
+- `LanguageModelTask` (here): streams (Tiny Shakespeare, data/shakespeare.py), consecutive
+  (B, T) windows of B parallel streams, `inputs` and `targets`. The hidden state left by one
+  window starts the next, detached so gradients stop at the window's edge, and is reset at the
+  start of every epoch and of every evaluation pass::
+
+      window k-1          window k            window k+1
+      [. . . .] --h--> [. . . .] --h--> [. . . .]     h: carried forward, detached
+
+- `NameGenerationTask` (tasks/name_generation.py): whole ``<s> ... </s>`` sequences, optionally
+  conditioned on a class (the language).
 """
 
 from __future__ import annotations
@@ -41,33 +45,32 @@ def detach_state(state: State) -> State:
     return state.detach()
 
 
-class LanguageModelTask(BaseTask):
-    """Embedding -> recurrent backbone -> dropout -> linear over the vocabulary (tied or not)."""
+class CharacterModel(BaseTask):
+    """Embedding [+ condition] -> recurrent backbone -> dropout -> linear over the vocabulary.
 
-    def __init__(
+    Subclasses define `_loss(batch) -> (mean loss per character, characters)` and set
+    `whole_sequences`: sampling then starts after `<s>` and stops at `</s>`.
+    """
+
+    whole_sequences = False
+
+    def build_character_model(
         self,
         vocab_size: int,
         model: dict[str, Any],
-        pad_id: int = 0,
-        num_classes: int | None = None,
-        labels: list[str] | None = None,
-        condition_dim: int = 32,
-        embedding_dim: int = 128,
-        embedding_dropout: float = 0.0,
-        output_dropout: float = 0.0,
-        tie_weights: bool = False,
-        tokens: list[str] | None = None,
-        tokenizer: dict[str, Any] | None = None,
-        optimizer: dict[str, Any] | None = None,
-        scheduler: dict[str, Any] | None = None,
-        monitor: str = "val/loss",
-        monitor_mode: str = "min",
+        pad_id: int,
+        embedding_dim: int,
+        embedding_dropout: float,
+        output_dropout: float,
+        tie_weights: bool,
+        tokens: list[str] | None,
+        tokenizer: dict[str, Any] | None,
+        condition: nn.Embedding | None = None,
     ) -> None:
-        super().__init__(monitor, monitor_mode)
-        self.save_hyperparameters(logger=False)
+        """`condition`: a class embedding concatenated to every input step, or None."""
         if model.get("bidirectional"):
             raise ConfigError("model.bidirectional=true cannot model language left to right")
-        self.condition = nn.Embedding(num_classes, condition_dim) if num_classes else None
+        self.condition = condition
         self.build_encoder_and_backbone(
             model,
             embedding_dim,
@@ -75,7 +78,7 @@ class LanguageModelTask(BaseTask):
             None,
             pad_id,
             embedding_dropout,
-            extra_inputs=condition_dim if num_classes else 0,
+            extra_inputs=condition.embedding_dim if condition is not None else 0,
         )
         self.dropout = nn.Dropout(output_dropout)
         self.decoder = nn.Linear(self.backbone.output_size, vocab_size)
@@ -86,10 +89,8 @@ class LanguageModelTask(BaseTask):
         # the text pipeline the data used, so a checkpoint samples text on its own
         self.vocab = Vocabulary(tokens) if tokens else None
         self.tokenizer = tokenizer_from_config(tokenizer) if tokenizer else None
-        self.state: State = None
         self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
-        self.val_loss = MeanMetric()
-        self.window_loss = MeanMetric()  # nanoGPT's estimator, over the windows loader
+        self.val_loss = MeanMetric()  # weighted by characters: the loss over the whole split
 
     def forward(
         self,
@@ -107,81 +108,6 @@ class LanguageModelTask(BaseTask):
         encoded = self.backbone(x, lengths=lengths, state=state)
         return self.decoder(self.dropout(encoded.outputs)), encoded.state
 
-    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
-        """Mean loss per predicted character and the number of characters it averages."""
-        if "lengths" in batch:  # whole sequences: read shifted by one, padding ignored
-            inputs, targets = batch["inputs"][:, :-1], batch["inputs"][:, 1:]
-            logits, _ = self(inputs, None, batch.get("labels"), batch["lengths"] - 1)
-            loss = F.cross_entropy(
-                logits.flatten(0, 1), targets.flatten(), ignore_index=self.hparams.pad_id
-            )
-            return loss, int((batch["lengths"] - 1).sum())
-        logits, state = self(batch["inputs"], self.state)
-        self.state = detach_state(state)
-        targets = batch["targets"]
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
-
-    def on_train_epoch_start(self) -> None:
-        self.state = None
-        self._state_to_restore = None  # saved at an epoch's end: the new epoch starts afresh
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The carried stream state, with the training window it continues into.
-
-        A run killed mid-epoch resumes at the next window (the loader's state) and must start
-        it from this state, as the uninterrupted run does. Plain tensors: the checkpoint loads
-        with weights_only=True. Under DDP each rank reads its own streams, so every rank's state
-        is gathered (all ranks save together) and each takes its own back.
-        """
-        super().on_save_checkpoint(checkpoint)
-        if self.state is None:  # whole sequences, or before the first window
-            return
-        tensors = list(self.state) if isinstance(self.state, tuple) else [self.state]
-        if self.trainer.world_size > 1:
-            tensors = [self.all_gather(t) for t in tensors]  # (world, layers, B, H)
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
-        checkpoint["stream_state"] = {
-            "tensors": [t.detach().cpu() for t in tensors],
-            "world_size": self.trainer.world_size,
-            "epoch": self.current_epoch,
-            "next_batch": progress.processed,
-        }
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self._state_to_restore = checkpoint.get("stream_state")
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        super().on_train_batch_start(batch, batch_idx)
-        saved, self._state_to_restore = getattr(self, "_state_to_restore", None), None
-        # Only for the window the state was saved before: a checkpoint from an epoch's end
-        # resumes on a new epoch, which starts from a fresh state.
-        if not saved:
-            return
-        if (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
-            # never silently: the resumed run would then differ from the uninterrupted one
-            log.warning(
-                "the checkpoint's stream state continues epoch %d at window %d, but training "
-                "resumed at epoch %d, window %d: starting from a fresh state instead",
-                saved["epoch"],
-                saved["next_batch"],
-                self.current_epoch,
-                batch_idx,
-            )
-            return
-        if saved["world_size"] != self.trainer.world_size:
-            raise ConfigError(
-                f"ckpt_path: this checkpoint was written by {saved['world_size']} processes, "
-                f"whose text streams are laid out differently from this run's "
-                f"{self.trainer.world_size}: resume with the same trainer.devices and "
-                "trainer.num_nodes"
-            )
-        tensors = saved["tensors"]
-        if saved["world_size"] > 1:
-            tensors = [t[self.global_rank] for t in tensors]
-        tensors = [t.to(self.device) for t in tensors]
-        self.state = tuple(tensors) if len(tensors) > 1 else tensors[0]
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, characters = self._loss(batch)
         self.train_loss(loss.detach(), characters)
@@ -190,56 +116,26 @@ class LanguageModelTask(BaseTask):
         self.log("train/bpc", self.train_bpc, on_step=False, on_epoch=True)
         return loss
 
-    def on_validation_epoch_start(self) -> None:
-        self.train_state, self.state = self.state, None
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.val_loss.update(*self._loss(batch))
 
-    def _evaluate(self, batch: dict[str, Tensor], split: str, dataloader_idx: int) -> None:
-        """Loader 0: the stream, weighted by characters so the epoch value is the loss over the
-        whole stream. Loader 1 (with `data.estimate_windows`): nanoGPT's estimator, random
-        windows each read from a fresh state, leaving the carried stream state alone."""
-        if dataloader_idx == 0:
-            self.val_loss.update(*self._loss(batch))
-            return
-        logits, _ = self(batch["inputs"])
-        targets = batch["targets"]
-        self.window_loss.update(
-            F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
-        )
-        self.log(
-            f"{split}/loss_windows",
-            self.window_loss,
-            on_step=False,
-            on_epoch=True,
-            add_dataloader_idx=False,
-        )
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.val_loss.update(*self._loss(batch))
 
-    def validation_step(
-        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        self._evaluate(batch, "val", dataloader_idx)
+    def log_split_loss(self, split: str) -> dict[str, Tensor]:
+        """Log and return `<split>/loss` and `<split>/bpc` over the pass, and start afresh."""
+        loss = self.val_loss.compute()
+        self.val_loss.reset()
+        values = {f"{split}/loss": loss, f"{split}/bpc": loss / math.log(2)}
+        self.log(f"{split}/loss", loss, prog_bar=split == "val")
+        self.log(f"{split}/bpc", values[f"{split}/bpc"])
+        return values
 
     def on_validation_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        self.log("val/loss", loss, prog_bar=True)
-        self.log("val/bpc", loss / math.log(2))
-        values = {"val/loss": loss, "val/bpc": loss / math.log(2)}
-        if self.window_loss.update_called:
-            values["val/loss_windows"] = self.window_loss.compute()
-        self.log_best(values)
-        self.state = self.train_state
-
-    def on_test_epoch_start(self) -> None:
-        self.state = None
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, "test", dataloader_idx)
+        self.log_best(self.log_split_loss("val"))
 
     def on_test_epoch_end(self) -> None:
-        loss = self.val_loss.compute()
-        self.val_loss.reset()
-        self.log("test/loss", loss)
-        self.log("test/bpc", loss / math.log(2))
+        self.log_split_loss("test")
 
     @torch.no_grad()
     def generate(
@@ -293,11 +189,6 @@ class LanguageModelTask(BaseTask):
         self.train(was_training)
         return sampled
 
-    @property
-    def sequences(self) -> bool:
-        """Whole sequences between `<s>` and `</s>` (names), rather than a stream."""
-        return self.vocab is not None and BOS in self.vocab.index and EOS in self.vocab.index
-
     def generate_text(
         self,
         prompt: str,
@@ -322,11 +213,11 @@ class LanguageModelTask(BaseTask):
         unknown = sorted({t for t in tokens if t not in self.vocab.index})
         if unknown:
             raise ConfigError(f"prompt characters {unknown} are not in the model's vocabulary")
-        if self.sequences:
+        if self.whole_sequences:
             tokens = [BOS, *tokens]
         if not tokens:
             raise ConfigError("prompt= must not be empty for this model")
-        labels = list(self.hparams.labels or [])
+        labels = list(self.hparams.get("labels") or [])
         condition_id = None
         if self.condition is not None:
             if condition not in labels:
@@ -334,7 +225,7 @@ class LanguageModelTask(BaseTask):
             condition_id = labels.index(condition)
         elif condition:
             raise ConfigError("this model is not conditional: leave out language=")
-        specials = [self.vocab.index[BOS]] if self.sequences else []
+        specials = [self.vocab.index[BOS]] if self.whole_sequences else []
         ids = self.generate(
             self.vocab.encode(tokens),
             length,
@@ -343,6 +234,151 @@ class LanguageModelTask(BaseTask):
             generator,
             banned_ids=(self.vocab.unk_id, *specials),
             condition=condition_id,
-            stop_id=self.vocab.index[EOS] if self.sequences else None,
+            stop_id=self.vocab.index[EOS] if self.whole_sequences else None,
         )
         return "".join(self.vocab.decode(ids))
+
+
+class LanguageModelTask(CharacterModel):
+    """A character stream with truncated BPTT; the carried state travels in checkpoints."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        model: dict[str, Any],
+        pad_id: int = 0,
+        embedding_dim: int = 128,
+        embedding_dropout: float = 0.0,
+        output_dropout: float = 0.0,
+        tie_weights: bool = False,
+        tokens: list[str] | None = None,
+        tokenizer: dict[str, Any] | None = None,
+        optimizer: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+        monitor: str = "val/loss",
+        monitor_mode: str = "min",
+    ) -> None:
+        super().__init__(monitor, monitor_mode)
+        self.save_hyperparameters(logger=False)
+        self.build_character_model(
+            vocab_size,
+            model,
+            pad_id,
+            embedding_dim,
+            embedding_dropout,
+            output_dropout,
+            tie_weights,
+            tokens,
+            tokenizer,
+        )
+        self.state: State = None
+        self.window_loss = MeanMetric()  # nanoGPT's estimator, over the windows loader
+
+    def _loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, int]:
+        """Mean loss per predicted character of the window, carrying the state on."""
+        logits, state = self(batch["inputs"], self.state)
+        self.state = detach_state(state)
+        targets = batch["targets"]
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+
+    def on_train_epoch_start(self) -> None:
+        self.state = None
+        self._state_to_restore = None  # saved at an epoch's end: the new epoch starts afresh
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The carried stream state, with the training window it continues into.
+
+        A run killed mid-epoch resumes at the next window (the loader's state) and must start
+        it from this state, as the uninterrupted run does. Plain tensors: the checkpoint loads
+        with weights_only=True. Under DDP each rank reads its own streams, so every rank's state
+        is gathered (all ranks save together) and each takes its own back.
+        """
+        super().on_save_checkpoint(checkpoint)
+        if self.state is None:  # before the first window
+            return
+        tensors = list(self.state) if isinstance(self.state, tuple) else [self.state]
+        if self.trainer.world_size > 1:
+            tensors = [self.all_gather(t) for t in tensors]  # (world, layers, B, H)
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        checkpoint["stream_state"] = {
+            "tensors": [t.detach().cpu() for t in tensors],
+            "world_size": self.trainer.world_size,
+            "epoch": self.current_epoch,
+            "next_batch": progress.processed,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._state_to_restore = checkpoint.get("stream_state")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_start(batch, batch_idx)
+        saved, self._state_to_restore = getattr(self, "_state_to_restore", None), None
+        # Only for the window the state was saved before: a checkpoint from an epoch's end
+        # resumes on a new epoch, which starts from a fresh state.
+        if not saved:
+            return
+        if (saved["epoch"], saved["next_batch"]) != (self.current_epoch, batch_idx):
+            # never silently: the resumed run would then differ from the uninterrupted one
+            log.warning(
+                "the checkpoint's stream state continues epoch %d at window %d, but training "
+                "resumed at epoch %d, window %d: starting from a fresh state instead",
+                saved["epoch"],
+                saved["next_batch"],
+                self.current_epoch,
+                batch_idx,
+            )
+            return
+        if saved["world_size"] != self.trainer.world_size:
+            raise ConfigError(
+                f"ckpt_path: this checkpoint was written by {saved['world_size']} processes, "
+                f"whose text streams are laid out differently from this run's "
+                f"{self.trainer.world_size}: resume with the same trainer.devices and "
+                "trainer.num_nodes"
+            )
+        tensors = saved["tensors"]
+        if saved["world_size"] > 1:
+            tensors = [t[self.global_rank] for t in tensors]
+        tensors = [t.to(self.device) for t in tensors]
+        self.state = tuple(tensors) if len(tensors) > 1 else tensors[0]
+
+    def on_validation_epoch_start(self) -> None:
+        self.train_state, self.state = self.state, None
+
+    def _evaluate(self, batch: dict[str, Tensor], split: str, dataloader_idx: int) -> None:
+        """Loader 0: the stream, weighted by characters so the epoch value is the loss over the
+        whole stream. Loader 1 (with `data.estimate_windows`): nanoGPT's estimator, random
+        windows each read from a fresh state, leaving the carried stream state alone."""
+        if dataloader_idx == 0:
+            self.val_loss.update(*self._loss(batch))
+            return
+        logits, _ = self(batch["inputs"])
+        targets = batch["targets"]
+        self.window_loss.update(
+            F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+        )
+        self.log(
+            f"{split}/loss_windows",
+            self.window_loss,
+            on_step=False,
+            on_epoch=True,
+            add_dataloader_idx=False,
+        )
+
+    def validation_step(
+        self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._evaluate(batch, "val", dataloader_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.log_split_loss("val")
+        if self.window_loss.update_called:
+            values["val/loss_windows"] = self.window_loss.compute()
+        self.log_best(values)
+        self.state = self.train_state
+
+    def on_test_epoch_start(self) -> None:
+        self.state = None
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluate(batch, "test", dataloader_idx)
