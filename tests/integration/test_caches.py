@@ -336,7 +336,7 @@ def test_a_download_cut_short_is_an_error_and_never_cached(tmp_path, cut_short_s
 
         def loaded(dm):
             dm.setup()
-            return [len(dm.raw[split][0]) for split in ("train", "val", "test")] == [2, 2, 2]
+            return [len(dm.datasets[split]) for split in ("train", "val", "test")] == [2, 2, 2]
 
     with pytest.raises(FileNotFoundError, match="data.data_dir"):
         make().prepare_data()

@@ -7,8 +7,8 @@ Word-level, lower-cased tokenisation with punctuation split off; one vocabulary 
 from the training pairs only (`min_freq`), the target's with `<s>` = 2 and `</s>` = 3.
 
 A batch: `inputs` (B, S) padded source ids with `lengths`, `targets` (B, T) padded
-``<s> ... </s>`` ids with `target_lengths`, and `index` (the line number), in length buckets of
-source length.
+``<s> ... </s>`` ids with `target_lengths`, and `references` (the raw target sentences, for
+BLEU), in length buckets of source length.
 """
 
 from __future__ import annotations
@@ -37,30 +37,34 @@ REMOTE_FILES = {"train": "train", "val": "val", "test": "test_2016_flickr"}
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """(source ids, target ids) pairs; `lengths` are the source lengths (for bucketing)."""
+    """(source ids, target ids, raw target sentence) triples; `lengths` are the source lengths
+    (for bucketing)."""
 
-    def __init__(self, sources: list[Tensor], targets: list[Tensor]) -> None:
+    def __init__(self, sources: list[Tensor], targets: list[Tensor], references: list[str]) -> None:
         self.sources = sources
         self.targets = targets
+        self.references = references
         self.lengths = torch.tensor([len(s) for s in sources], dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
-        return self.sources[index], self.targets[index], index
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor, str]:
+        return self.sources[index], self.targets[index], self.references[index]
 
 
-def collate_pairs(examples: list[tuple[Tensor, Tensor, int]], pad_id: int = 0) -> dict[str, Tensor]:
-    """Padded pairs; `index` maps each row back to its line (evaluation batches are sorted)."""
-    sources, targets, indices = zip(*examples, strict=True)
+def collate_pairs(
+    examples: list[tuple[Tensor, Tensor, str]], pad_id: int = 0
+) -> dict[str, Tensor | list[str]]:
+    """Padded pairs, and each row's reference sentence in batch order."""
+    sources, targets, references = zip(*examples, strict=True)
     pad = torch.nn.utils.rnn.pad_sequence
     return {
-        "index": torch.tensor(indices),
         "inputs": pad(list(sources), batch_first=True, padding_value=pad_id),
         "lengths": torch.tensor([len(s) for s in sources]),
         "targets": pad(list(targets), batch_first=True, padding_value=pad_id),
         "target_lengths": torch.tensor([len(t) for t in targets]),
+        "references": list(references),
     }
 
 
@@ -101,7 +105,6 @@ class Multi30kDataModule(SequenceDataModule):
         self.tokenizer = WordTokenizer(lowercase=lowercase)
         self.source_vocab: Vocabulary | None = None
         self.target_vocab: Vocabulary | None = None
-        self.raw: dict[str, tuple[list[str], list[str]]] = {}
 
     def folder(self) -> Path:
         local = find_local(self.data_dir, "multi30k", f"train.{self.source}")
@@ -150,8 +153,8 @@ class Multi30kDataModule(SequenceDataModule):
         return [s for s, _ in kept], [t for _, t in kept]
 
     def build(self) -> DataSpec:
-        self.raw = {split: self.read_split(split) for split in SPLIT_FILES}
-        train_sources, train_targets = self.raw["train"]
+        raw = {split: self.read_split(split) for split in SPLIT_FILES}
+        train_sources, train_targets = raw["train"]
         self.source_vocab = Vocabulary.build(
             (self.tokenizer(s) for s in train_sources), min_freq=self.min_freq
         )
@@ -160,9 +163,9 @@ class Multi30kDataModule(SequenceDataModule):
             min_freq=self.min_freq,
             specials=(BOS, EOS),
         )
-        for split, (sources, targets) in self.raw.items():
+        for split, (sources, targets) in raw.items():
             source_ids = [self.encode_source(s) for s in sources]
-            target_ids = [self.encode_target(t) for t in targets]
+            keep = range(len(sources))
             if split == "train":
                 keep = [i for i, ids in enumerate(source_ids) if len(ids) <= self.max_src_len]
                 if len(keep) < len(source_ids):
@@ -171,12 +174,10 @@ class Multi30kDataModule(SequenceDataModule):
                         len(source_ids) - len(keep),
                         self.max_src_len,
                     )
-                source_ids = [source_ids[i] for i in keep]
-                target_ids = [target_ids[i] for i in keep]
-            else:
-                source_ids = [ids[: self.max_src_len] for ids in source_ids]
             self.datasets[split] = PairDataset(
-                [torch.tensor(ids) for ids in source_ids], [torch.tensor(ids) for ids in target_ids]
+                [torch.tensor(source_ids[i][: self.max_src_len]) for i in keep],
+                [torch.tensor(self.encode_target(targets[i])) for i in keep],
+                [targets[i] for i in keep],
             )
         log.info(
             "multi30k %s->%s: %d/%d/%d pairs, vocabularies %d/%d",
@@ -190,6 +191,9 @@ class Multi30kDataModule(SequenceDataModule):
             vocab_size=len(self.source_vocab),
             target_vocab_size=len(self.target_vocab),
             pad_id=Vocabulary.pad_id,
+            tokens=tuple(self.source_vocab.tokens),
+            target_tokens=tuple(self.target_vocab.tokens),
+            tokenizer=self.tokenizer.config(),
         )
 
     def encode_source(self, text: str) -> list[int]:
@@ -200,10 +204,8 @@ class Multi30kDataModule(SequenceDataModule):
         return self.target_vocab.encode([BOS, *self.tokenizer(text), EOS])
 
     def references(self, split: str) -> list[str]:
-        """The raw target sentences of a split, for BLEU."""
-        if split not in self.raw:
-            self.setup()
-        return self.raw[split][1]
+        """The raw target sentences of a split, in dataset order (batches carry their own)."""
+        return self.dataset(split).references
 
     def collate_fn(self):
         return collate_pairs

@@ -257,5 +257,11 @@ class NameGenerationDataModule(NamesDataModule):
         return self.vocab.encode([BOS, *self.tokenizer(name), EOS])
 
     def build(self) -> DataSpec:
-        # class counts drive a classifier's loss weights; a language model has no use for them
-        return replace(super().build(), class_counts=())
+        # class counts drive a classifier's loss weights; a language model has no use for them,
+        # but needs the vocabulary and tokeniser to turn samples into names and prompts into ids
+        return replace(
+            super().build(),
+            class_counts=(),
+            tokens=tuple(self.vocab.tokens),
+            tokenizer=self.tokenizer.config(),
+        )

@@ -9,6 +9,11 @@ stream, so the hidden state left by batch k is the right context for batch k+1::
     stream 1:  m n o | p q r | s t u | v w x
                batch0  batch1  batch2  batch3     inputs;  targets are shifted by one char
 
+Beside the whole-stream loss, evaluation can report nanoGPT's estimator, the one its published
+figures use: the mean loss over `estimate_windows` random windows of `estimate_window`
+characters of the validation text, each read from a fresh state. The evaluation loaders are
+then a list, ``[streams, windows]``: dataloader index 1 yields (b, W) window batches.
+
 Local copy: `data.data_dir` (or `$RNNLAB_DATA_DIR`) holding `tinyshakespeare/input.txt`;
 otherwise the char-rnn file is downloaded into the cache.
 """
@@ -61,6 +66,39 @@ class StreamWindows(Dataset):
         return {"inputs": self.inputs[:, window], "targets": self.targets[:, window]}
 
 
+class RandomWindows(Dataset):
+    """nanoGPT's estimator windows of `ids`: item k is a batch {"inputs", "targets"}, (b, W).
+
+    `count` starts are drawn as nanoGPT draws them (a generator seeded with 0, uniform over
+    every start that leaves room for the last target), then cut into batches of at most
+    `max_batch` windows per rank: each batch of starts is dealt out over the `world` ranks,
+    so every rank reads the same number of batches and no window twice.
+    """
+
+    def __init__(
+        self,
+        ids: Tensor,
+        window: int,
+        count: int,
+        rank: int = 0,
+        world: int = 1,
+        max_batch: int = 64,
+    ) -> None:
+        generator = torch.Generator().manual_seed(0)
+        starts = torch.randint(0, len(ids) - window - 1, (count,), generator=generator)
+        batches = -(-count // (max_batch * world))
+        self.starts = [chunk[rank::world] for chunk in torch.tensor_split(starts, batches)]
+        self.ids = ids
+        self.offsets = torch.arange(window)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        positions = self.starts[index][:, None] + self.offsets  # (b, W)
+        return {"inputs": self.ids[positions], "targets": self.ids[positions + 1]}
+
+
 def read_text(
     data_dir: str | None, cache_dir: Path, name: str, filename: str, url: str
 ) -> tuple[Path, str]:
@@ -95,7 +133,8 @@ class ShakespeareDataModule(DataModule):
     """Character streams for TBPTT; the vocabulary comes from the training part.
 
     `batch_size` / `val_batch_size` count parallel streams; the test split is the validation
-    text (the data's convention).
+    text (the data's convention). `estimate_windows` > 0 adds the estimator's windows loader
+    to each evaluation split (0: the stream loader alone).
     """
 
     def __init__(
@@ -106,17 +145,27 @@ class ShakespeareDataModule(DataModule):
         bptt: int = 128,
         val_batch_size: int = 16,
         url: str = SHAKESPEARE_URL,
+        estimate_windows: int = 0,
+        estimate_window: int = 256,
         **kwargs,
     ) -> None:
         if not 0.0 < train_fraction < 1.0:
             raise ConfigError(f"data.train_fraction must be in (0, 1), got {train_fraction}")
-        require_positive_ints(bptt=bptt, val_batch_size=val_batch_size)
+        require_positive_ints(
+            bptt=bptt, val_batch_size=val_batch_size, estimate_window=estimate_window
+        )
+        if not isinstance(estimate_windows, int) or estimate_windows < 0:
+            raise ConfigError(
+                f"data.estimate_windows must be a count >= 0 (0: off), got {estimate_windows!r}"
+            )
         super().__init__(eval_batch_size=val_batch_size, **kwargs)
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.train_fraction = train_fraction
         self.bptt = bptt
         self.url = url
+        self.estimate_windows = estimate_windows
+        self.estimate_window = estimate_window
         self.tokenizer = CharTokenizer()
         self.vocab: Vocabulary | None = None
 
@@ -145,14 +194,41 @@ class ShakespeareDataModule(DataModule):
         check_streams(
             path, "validation", val_ids, "data.val_batch_size", self.eval_batch_size, world
         )
+        if self.estimate_windows and len(val_ids) - self.estimate_window - 1 < 1:
+            raise ConfigError(
+                f"{path}: its validation part ({len(val_ids)} characters) is too short for "
+                f"windows of data.estimate_window={self.estimate_window}: lower it, or set "
+                "data.estimate_windows=0"
+            )
         unknown = int((val_ids == Vocabulary.unk_id).sum())
         if unknown:
             log.info(
                 "shakespeare: %d validation characters are not in the train vocabulary", unknown
             )
-        return DataSpec(vocab_size=len(self.vocab), pad_id=Vocabulary.pad_id)
+        return DataSpec(
+            vocab_size=len(self.vocab),
+            pad_id=Vocabulary.pad_id,
+            tokens=tuple(self.vocab.tokens),
+            tokenizer=self.tokenizer.config(),
+        )
 
-    def loader(self, split: str, **sampling) -> DataLoader:
+    def loader(self, split: str, **sampling) -> DataLoader | list[DataLoader]:
+        """The stream loader, and for evaluation with `estimate_windows` the windows loader."""
+        streams = self.stream_loader(split)
+        if split == "train" or not self.estimate_windows:
+            return streams
+        rank, world = replica(self)
+        if self.estimate_windows < world:
+            raise ConfigError(
+                f"data.estimate_windows={self.estimate_windows} cannot give each of {world} "
+                "processes a window: raise it, or set it to 0"
+            )
+        windows = RandomWindows(
+            self.dataset(split), self.estimate_window, self.estimate_windows, rank, world
+        )
+        return [streams, split_loader(self, windows, False, batch_size=None)]
+
+    def stream_loader(self, split: str) -> DataLoader:
         """Windows of parallel streams, never shuffled: the carried hidden state must see them in
         order. Training resumes mid-epoch at the next window; the task's checkpoint carries the
         hidden state that goes with it."""
