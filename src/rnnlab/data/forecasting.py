@@ -27,7 +27,7 @@ from rnnlab.data.base import SPLITS, DataModule, require_positive_ints
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
-from rnnlab.errors import ConfigError, MissingFileError
+from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -235,17 +235,7 @@ class ETTDataModule(ForecastDataModule):
         local = find_local(self.data_dir, "ett", self.file)
         if local is not None:
             return local / self.file
-        path = self.cache_dir / "ett" / self.file
-        if not path.is_file():
-            try:
-                download(self.url, path)
-            except OSError as error:
-                raise MissingFileError(
-                    f"data.file={self.file!r} is not under data.data_dir={self.data_dir!r} (or "
-                    f"its ett/) and downloading {self.url} failed: {error}. Point data.data_dir "
-                    f"(or RNNLAB_DATA_DIR) at a folder holding ett/{self.file}."
-                ) from error
-        return path
+        return download(self.url, self.cache_dir / "ett" / self.file, f"ett/{self.file}")
 
     def prepare_data(self) -> None:
         self.path()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import zlib
 from pathlib import Path
 
 import torch
@@ -111,17 +110,11 @@ class Multi30kDataModule(SequenceDataModule):
         if local is not None:
             return local
         folder = self.cache_dir / "multi30k"
+        hint = f"multi30k/ (train, val and test2016 .{self.source} and .{self.target})"
         for split, stem in SPLIT_FILES.items():
             for language in (self.source, self.target):
                 url = self.url.format(file=f"{REMOTE_FILES[split]}.{language}.gz")
-                try:
-                    download(url, folder / f"{stem}.{language}", gzip.decompress)
-                except (OSError, EOFError, zlib.error) as error:  # EOFError: a cut gzip stream
-                    raise MissingFileError(
-                        f"no multi30k/train.{self.source} under data.data_dir={self.data_dir!r} "
-                        f"and downloading {url} failed: {error}. Point data.data_dir (or "
-                        "RNNLAB_DATA_DIR) at a folder holding multi30k/."
-                    ) from error
+                download(url, folder / f"{stem}.{language}", hint, gzip.decompress)
         return folder
 
     def prepare_data(self) -> None:

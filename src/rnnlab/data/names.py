@@ -13,7 +13,6 @@ training, not even under another language.
 
 from __future__ import annotations
 
-import io
 import logging
 import zipfile
 from collections import Counter
@@ -27,7 +26,7 @@ import torch
 from rnnlab.data.base import SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
-from rnnlab.data.storage import fetch, load_or_build
+from rnnlab.data.storage import download, load_or_build
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import BOS, EOS, CharTokenizer, Vocabulary
 from rnnlab.errors import ConfigError, MissingFileError
@@ -102,21 +101,23 @@ def read_name_files(folder: Path, languages: Collection[str] = LANGUAGES) -> lis
     return pairs
 
 
-def download_names(cache_dir: Path, problem: str = "") -> Path:
-    """The tutorial's data.zip, fetched and unpacked once into the cache; the names folder.
-
-    `problem` says why no local copy was used, for the error if the download fails too.
-    """
+def download_names(cache_dir: Path) -> Path:
+    """The tutorial's data.zip, downloaded into the cache and unpacked there once; the names
+    folder. An archive that does not unpack (a damaged download) is removed, so the next run
+    downloads it afresh."""
+    archive = cache_dir / "names-tutorial.zip"
 
     def build(folder: Path) -> dict:
+        download(NAMES_URL, archive, local_hint="names/*.txt")
         try:
-            with zipfile.ZipFile(io.BytesIO(fetch(NAMES_URL))) as zipped:
+            with zipfile.ZipFile(archive) as zipped:
                 zipped.extractall(folder)
         except (OSError, zipfile.BadZipFile) as error:
+            archive.unlink(missing_ok=True)
             raise MissingFileError(
-                f"{problem}could not download the names data ({NAMES_URL}): {error}. Point "
-                "data.data_dir (or the RNNLAB_DATA_DIR environment variable) at a folder "
-                "holding names/*.txt."
+                f"{archive}, downloaded from {NAMES_URL}, does not unpack ({error}); it was "
+                "removed: run again to download it afresh, or point data.data_dir at a folder "
+                "holding names/*.txt"
             ) from error
         return {"files": sorted(path.name for path in (folder / "data" / "names").glob("*.txt"))}
 
@@ -200,9 +201,8 @@ class NamesDataModule(SequenceDataModule):
                     f"{folder} holds no <Language>.txt name files: add them, or point "
                     "data.data_dir elsewhere (unset, the tutorial's names are downloaded)"
                 )
-        problem = f"no names/*.txt under data.data_dir={self.data_dir!r}, and "
-        log.warning("%sdownloading", problem)
-        return download_names(self.cache_dir, problem)
+        log.warning("no names/*.txt under data.data_dir=%r: downloading them", self.data_dir)
+        return download_names(self.cache_dir)
 
     def prepare_data(self) -> None:
         self.source_folder()

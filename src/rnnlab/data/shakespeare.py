@@ -32,7 +32,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import download
 from rnnlab.data.text import find_local
 from rnnlab.data.tokenizers import CharTokenizer, Vocabulary
-from rnnlab.errors import ConfigError, MissingFileError
+from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +105,7 @@ def read_text(
     """A local copy's path and text, else one downloaded once, whole, into the cache."""
     local = find_local(data_dir, name, filename)
     path = local / filename if local is not None else cache_dir / name / filename
-    if not path.is_file():
-        try:
-            download(url, path)
-        except OSError as error:
-            raise MissingFileError(
-                f"could not download {url}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
-                f"environment variable) at a folder holding {name}/{filename}."
-            ) from error
+    download(url, path, local_hint=f"{name}/{filename}")
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ConfigError(f"{path} is empty (data.data_dir)")

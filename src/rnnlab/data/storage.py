@@ -5,11 +5,13 @@ place under a file lock, so concurrent runs (SLURM tasks, joblib workers, DDP pr
 each call `prepare_data`) build it once: the others wait for the lock, then read the finished
 cache. The build's `manifest.json` records what the cache holds (row counts); a cache whose
 content does not match its manifest, or that has none, is rebuilt. Single files (downloads,
-vocabularies) are written to a temporary name and renamed with `os.replace`.
+vocabularies) are written to a temporary name and renamed with `os.replace`. Every data set
+downloads through `download`, so a failed transfer reads the same everywhere.
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import logging
@@ -17,6 +19,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import TypeVar
 
 from filelock import FileLock, Timeout
 
-from rnnlab.errors import ConfigError
+from rnnlab.errors import ConfigError, MissingFileError
 
 log = logging.getLogger(__name__)
 
@@ -105,16 +108,43 @@ def fetch(url: str) -> bytes:
         raise OSError(f"{type(error).__name__}: {error}") from error
 
 
-def download(url: str, path: Path, decode: Callable[[bytes], bytes] | None = None) -> None:
-    """Fetch `url` into `path` once, whole, even when several processes ask at the same time."""
+def download(
+    url: str,
+    path: Path,
+    local_hint: str,
+    decode: Callable[[bytes], bytes] | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """`path`, fetched from `url` once, whole, even when several processes ask at the same time.
+
+    `decode` turns the body into the file's bytes (e.g. `gzip.decompress`); `sha256` is the
+    digest of the body, for a source that publishes one: a mismatch is an error and nothing is
+    cached. A failed transfer is the one offline error of every data set, pointing at a local
+    copy: `local_hint` says what `data.data_dir` should hold.
+    """
     if path.is_file():
-        return
+        return path
     with cache_lock(path):
         if path.is_file():  # another process fetched it while this one waited
-            return
+            return path
         remove_orphans(path)
-        data = fetch(url)
-        atomic_write_bytes(path, decode(data) if decode else data)
+        try:
+            body = fetch(url)
+            data = decode(body) if decode else body
+        except (OSError, EOFError, zlib.error) as error:  # EOFError, zlib.error: a cut stream
+            raise MissingFileError(
+                f"could not download {url}: {error}. Point data.data_dir (or the RNNLAB_DATA_DIR "
+                f"environment variable) at a folder holding {local_hint}."
+            ) from error
+        actual = hashlib.sha256(body).hexdigest()
+        if sha256 is not None and actual != sha256.lower():
+            raise ConfigError(
+                f"{url} gave data with sha256 {actual}, not the expected {sha256}: nothing was "
+                "cached (the source changed, or the transfer was corrupted); point "
+                f"data.data_dir at a folder holding {local_hint}"
+            )
+        atomic_write_bytes(path, data)
+    return path
 
 
 def _read(final: Path, load: Callable[[Path, dict], T]) -> tuple[T | None, str]:
