@@ -14,10 +14,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-# longest overrides part of a name; a longer one is cut and ends in a hash of the whole
+# longest overrides part of a run's name, and of a trial's (which has only its parameters, all
+# wanted); a longer one is cut and ends in a hash of the whole
 MAX_LENGTH = 60
+MAX_TRIAL_LENGTH = 120
 # what Hydra's override grammar does not take unquoted (and '/', which would nest folders)
 UNSAFE = re.compile(r"[^A-Za-z0-9_.\-+@%]+")
 # overrides that say where a run writes or how it is launched, not what it trains
@@ -28,17 +31,17 @@ def short_value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def safe_name(pairs: Iterable[tuple[str, Any]]) -> str:
+def safe_name(pairs: Iterable[tuple[str, Any]], max_length: int = MAX_LENGTH) -> str:
     """`hidden_size-64_lr-0.01` from (key, value) pairs: each key's last part, unsafe characters
-    replaced by '.', cut to MAX_LENGTH with a hash that keeps cut names distinct."""
+    replaced by '.', cut to `max_length` with a hash that keeps cut names distinct."""
     items = []
     for key, value in pairs:
         leaf = re.split(r"[./]", key.lstrip("+"))[-1]
         items.append(UNSAFE.sub(".", f"{leaf}-{short_value(value)}").strip("."))
     name = "_".join(items)
-    if len(name) > MAX_LENGTH:
+    if len(name) > max_length:
         digest = hashlib.sha1(name.encode()).hexdigest()[:6]
-        name = f"{name[: MAX_LENGTH - 7]}-{digest}"
+        name = f"{name[: max_length - 7]}-{digest}"
     return name
 
 
@@ -67,7 +70,8 @@ def overrides_name(*excluded: str, _root_: DictConfig) -> str:
     trial = OmegaConf.select(_root_, "optuna_trial.name", default=None)
     if trial:
         return f"_{trial}"
-    hydra = _root_.hydra
+    # a job's config has no hydra node once Hydra hands it to the task (logger run names)
+    hydra = _root_.hydra if "hydra" in _root_ else HydraConfig.get()
     skip = [*excluded, *hydra.job.config.override_dirname.exclude_keys]
     name = safe_name(override_pairs(OmegaConf.to_container(hydra.overrides.task), skip))
     return f"_{name}" if name else ""

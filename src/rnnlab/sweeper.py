@@ -44,6 +44,7 @@ import functools
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -55,6 +56,7 @@ from typing import Any
 import optuna
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
@@ -69,6 +71,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
+
+from rnnlab.naming import MAX_TRIAL_LENGTH, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -269,14 +273,9 @@ class Heartbeat:
 
 
 def trial_name(params: dict[str, Any]) -> str:
-    """A path-safe run name from a trial's parameters: `cell=gru,hidden_size=128,lr=0.00316`."""
-
-    def short(value: Any) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-    return ",".join(f"{key.rsplit('.', 1)[-1]}={short(v)}" for key, v in params.items()).replace(
-        "/", "_"
-    )
+    """A run name from a trial's parameters, `cell-gru_hidden_size-128_lr-0.00316`, that pastes
+    into `ckpt_path=` unquoted."""
+    return safe_name(params.items(), MAX_TRIAL_LENGTH)
 
 
 def trial_identity(trial: optuna.Trial, storage: str | None, study: str) -> list[str]:
@@ -289,6 +288,46 @@ def trial_identity(trial: optuna.Trial, storage: str | None, study: str) -> list
             f"++optuna_trial.trial_id={trial._trial_id}",
         ]
     return overrides
+
+
+def describe_study(study: optuna.Study, config: DictConfig, objectives: int) -> None:
+    """Name the objective (optuna-dashboard shows "Objective 0" otherwise) and record the data
+    and the command of the sweep as study attributes."""
+    metric = config.get("optimized_metric")
+    if metric and objectives == 1:
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            study.set_metric_names([str(metric)])
+    study.set_user_attr("data", str(config.hydra.runtime.choices.get("data")))
+    study.set_user_attr("command", " ".join(["python", *sys.argv]))
+
+
+def pruned(result: JobReturn) -> bool:
+    return result.status == JobStatus.FAILED and isinstance(
+        result._return_value, optuna.TrialPruned
+    )
+
+
+def pruned_line(study: optuna.Study, number: int, config: DictConfig) -> str:
+    """`trial 3 pruned at epoch 1 (val/acc=0.4219)`: the trial's last report. Reports are
+    numbered by validation from 1 (OptunaPruning); epochs from 0, as in the log lines and
+    checkpoint names (the same with one validation an epoch)."""
+    reports = study.get_trials(deepcopy=False)[number].intermediate_values
+    if not reports:
+        return f"trial {number} pruned"
+    step = max(reports)
+    monitor = OmegaConf.select(config, "task.monitor", default="value")
+    return f"trial {number} pruned at epoch {step - 1} ({monitor}={reports[step]:.4g})"
+
+
+def finished_line(study: optuna.Study, number: int, value: float, config: DictConfig) -> str:
+    """`trial 4 finished: val/acc_best=0.81 (best 0.83, trial 2)`, best over the whole study."""
+    best = study.best_trial
+    metric = config.get("optimized_metric") or "value"
+    return (
+        f"trial {number} finished: {metric}={value:.4g} (best {best.value:.4g}, "
+        f"trial {best.number})"
+    )
 
 
 class PruningSweeperImpl(OptunaSweeperImpl):
@@ -337,6 +376,7 @@ class PruningSweeperImpl(OptunaSweeperImpl):
                 grace_period=self.grace_period,
                 requeue=self.requeue_interrupted,
             )
+            describe_study(study, self.config, len(directions))
             fail_stale(study)
             # running trials get a first heartbeat, so that those of a sweep killed before
             # heartbeats existed go stale too; live ones lose nothing
@@ -387,19 +427,21 @@ class PruningSweeperImpl(OptunaSweeperImpl):
                 raise
             self.job_idx += len(returns)
             for trial, result in zip(trials, returns, strict=True):
+                if pruned(result):  # before `return_value`, which reports it as an error
+                    tell(trial, state=TrialState.PRUNED)
+                    log.info(pruned_line(study, trial.number, self.config))
+                    continue
                 error: BaseException | None = None
                 try:
                     value = float(result.return_value)
                     if not math.isfinite(value):
                         raise ValueError(f"the objective is {value}")
-                except optuna.TrialPruned:
-                    tell(trial, state=TrialState.PRUNED)
-                    log.info("trial %d pruned", trial.number)
-                    continue
                 except Exception as caught:  # the job's own exception, re-raised by JobReturn
                     error = caught
                 if error is None:
                     tell(trial, values=[value])
+                    if len(directions) == 1:
+                        log.info(finished_line(study, trial.number, value, self.config))
                     continue
                 tell(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: %s", trial.number, error)

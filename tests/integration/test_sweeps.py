@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +20,7 @@ import pytest
 from rnnlab.sweeper import grid, search_space
 from rnnlab.utils import build
 from tests.conftest import ROOT
+from tests.integration.test_daily_use import command
 
 TINY = [
     "data.num_train=128",
@@ -30,16 +33,7 @@ TINY = [
 
 
 def sweep(tmp_path, *overrides, check=True):
-    result = subprocess.run(
-        [sys.executable, "train.py", "-m", *TINY, f"paths.log_dir={tmp_path}", *overrides],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    return command("train.py", "-m", *TINY, f"paths.log_dir={tmp_path}", *overrides, check=check)
 
 
 def study(tmp_path, name):
@@ -53,11 +47,16 @@ def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
     trials = study(tmp_path, "tpe_recall").trials
     assert len(trials) == 6
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # the dashboard names the objective; the study records its data and command
+    loaded = study(tmp_path, "tpe_recall")
+    assert loaded.metric_names == ["val/acc_best"]
+    assert loaded.user_attrs["data"] == "recall"
+    assert "hparams_search=tpe" in loaded.user_attrs["command"]
     # without a pruner every trial still reports its learning curve, one value an epoch
     assert all(sorted(t.intermediate_values) == [1, 2] for t in trials)
     # trials are run directories named by their parameters
     runs = next((tmp_path / "train" / "multiruns").iterdir())
-    assert any("cell=" in run.name and "lr=" in run.name for run in runs.iterdir())
+    assert any("cell-" in run.name and "lr-" in run.name for run in runs.iterdir())
 
     summary = tmp_path / "summary"
     result = subprocess.run(
@@ -111,8 +110,34 @@ def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]
 
 
+def test_a_trial_checkpoint_path_pastes_into_ckpt_path(tmp_path):
+    result = sweep(
+        tmp_path,
+        "hparams_search=grid",
+        "model.cell=gru",
+        "model.num_layers=1",
+        "task.optimizer.lr=0.001",
+        "model.hidden_size=choice(8, 12)",
+        "trainer.max_epochs=1",
+    )
+    runs = next((tmp_path / "train" / "multiruns").iterdir())
+    checkpoints = sorted(runs.glob("*/checkpoints/last.ckpt"))
+    names = {c.parent.parent.name for c in checkpoints}
+    assert names in (
+        {"0_hidden_size-8", "1_hidden_size-12"},
+        {"0_hidden_size-12", "1_hidden_size-8"},
+    )
+    # one line per finished trial with the best so far
+    output = result.stdout + result.stderr
+    assert re.search(r"trial 1 finished: val/acc_best=\S+ \(best \S+, trial [01]\)", output)
+    data = [o for o in TINY if o.startswith("data.")]
+    command("eval.py", f"ckpt_path={checkpoints[1]}", f"paths.log_dir={tmp_path}", *data)
+    (run,) = (tmp_path / "eval" / "runs").iterdir()
+    assert json.loads((run / "eval_metrics.json").read_text())["ckpt_path"] == str(checkpoints[1])
+
+
 def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
-    sweep(
+    result = sweep(
         tmp_path,
         "hparams_search=tpe",
         "hydra.sweeper.n_trials=2",
@@ -126,6 +151,12 @@ def test_unpromising_trial_is_recorded_as_pruned(tmp_path):
     trials = study(tmp_path, "tpe_recall").trials
     assert [t.state.name for t in trials] == ["PRUNED", "PRUNED"]
     assert all(t.intermediate_values for t in trials)  # reported before being stopped
+    # said as a pruning, with the last report, not as Hydra's error for a failed job
+    output = result.stdout + result.stderr
+    for trial in trials:
+        step, value = max(trial.intermediate_values.items())
+        assert f"trial {trial.number} pruned at epoch {step - 1} (val/acc={value:.4g})" in output
+    assert "Error executing job" not in output
 
 
 @pytest.mark.parametrize(
