@@ -43,6 +43,13 @@ def quiet_lightning() -> None:
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
         rank_zero.addFilter(_DropTips())
+    # Lightning, imported after Hydra set up logging, sends its messages both to its own console
+    # handler and up to Hydra's (console and train.log): keep Hydra's, so each shows once
+    if logging.getLogger().handlers:
+        lightning = logging.getLogger("lightning")
+        for handler in list(lightning.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning.removeHandler(handler)
 
 
 def interactive() -> bool:

@@ -34,6 +34,7 @@ from rnnlab.data.storage import atomic_write_text
 from rnnlab.errors import ConfigError
 from rnnlab.hardware import resolve_precision
 from rnnlab.models import RecurrentBackbone
+from rnnlab.naming import register_resolvers
 from rnnlab.progress import (
     ValidationLog,
     duration,
@@ -44,6 +45,7 @@ from rnnlab.progress import (
 from rnnlab.utils import build, read_checkpoint
 
 log = logging.getLogger(__name__)
+register_resolvers()  # for configs composed without the entry points: tests, notebooks
 
 # what a training run writes into its directory (Hydra's .hydra/ and log file are not counted:
 # they are written before the run starts)

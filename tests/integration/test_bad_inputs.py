@@ -168,7 +168,7 @@ def test_rerunning_into_a_run_directory_is_refused_unless_resumed_or_overwritten
     assert saved["model"]["hidden_size"] == 12
 
 
-@pytest.mark.parametrize("key", ["trainer.max_epochs", "+trainer.max_steps"])
+@pytest.mark.parametrize("key", ["trainer.max_epochs", "trainer.max_steps"])
 def test_zero_epochs_or_steps_are_refused_before_training(make_cfg, key):
     with pytest.raises(ConfigError, match=f"{key.lstrip('+')}=0 trains nothing"):
         train(make_cfg([*TINY_RECALL, f"{key}=0", "logger=none"]))

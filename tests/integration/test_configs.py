@@ -40,11 +40,29 @@ def test_debug_presets_compose(make_cfg, name):
     assert make_cfg([f"debug={name}"]).trainer.accelerator == "cpu"
 
 
-@pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp", "ddp_cpu"])
+@pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp", "ddp_cpu", "mps"])
 def test_trainer_presets_compose(make_cfg, name):
     cfg = make_cfg([f"trainer={name}"])
     assert cfg.trainer._target_ == "lightning.pytorch.Trainer"
     assert cfg.trainer.gradient_clip_val > 0
+
+
+LOGGERS = sorted(p.stem for p in (ROOT / "conf" / "logger").glob("*.yaml"))
+
+
+def test_logger_presets_exist():
+    assert set(LOGGERS) >= {"tensorboard", "csv", "none", "mlflow", "wandb", "many"}
+
+
+@pytest.mark.parametrize("name", LOGGERS)
+def test_every_logger_preset_composes_and_names_its_run(make_cfg, name):
+    loggers = make_cfg([f"logger={name}", "model=gru", "model.hidden_size=16"]).logger or {}
+    run_names = {"MLFlowLogger": "run_name", "WandbLogger": "name"}
+    for node in loggers.values():
+        assert node._target_.startswith("lightning.pytorch.loggers.")
+        key = run_names.get(node._target_.rsplit(".", 1)[-1])
+        if key:  # named as the run directory is
+            assert node[key] == "recall_gru_hidden_size-16"
 
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))

@@ -16,11 +16,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.profilers import SimpleProfiler
 
 from rnnlab import progress
 from rnnlab.naming import register_resolvers
-from rnnlab.train import train
+from rnnlab.train import run, train
+from rnnlab.utils import build
 from tests.conftest import CONFIG_DIR, ROOT, TINY_RECALL
+from tests.integration.test_text_data import write_names
 
 LINE = re.compile(
     r"epoch (\d+)/3 step (\d+) \| train/loss \S+ \| val/acc (\S+) .*\| "
@@ -166,8 +169,8 @@ def test_run_names_carry_the_overrides_that_differ_and_paste_into_ckpt_path(tmp_
     ]
     assert all(len(n.split("_recall_lstm_")[1]) <= 60 for n in long_names)
     assert long_names[0].split("_recall_lstm_")[1] != long_names[1].split("_recall_lstm_")[1]
-    for run in (name, *long_names, "2_cell-gru_hidden_size-128_lr-0.00316"):
-        path = f"outputs/train/runs/{run}/checkpoints/last.ckpt"
+    for run_name in (name, *long_names, "2_cell-gru_hidden_size-128_lr-0.00316"):
+        path = f"outputs/train/runs/{run_name}/checkpoints/last.ckpt"
         assert pasted(path) == path
 
 
@@ -181,3 +184,85 @@ def test_eval_names_its_run_after_the_checkpoint_and_records_it(make_cfg, tmp_pa
     evaluated = json.loads((run / "eval_metrics.json").read_text())
     assert evaluated["ckpt_path"] == str(checkpoint)
     assert 0.0 <= evaluated["test/acc"] <= 1.0
+
+
+def test_the_template_trainer_knobs_need_no_plus(make_cfg):
+    knobs = {
+        "max_steps": 30,
+        "limit_train_batches": 0.5,
+        "limit_val_batches": 2,
+        "limit_test_batches": 3,
+        "val_check_interval": 0.5,
+    }
+    overrides = [f"trainer.{key}={value}" for key, value in knobs.items()]
+    cfg = make_cfg([*overrides, "trainer.fast_dev_run=false", "trainer.profiler=simple"])
+    trainer = build(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert {key: getattr(trainer, key) for key in knobs} == knobs
+    assert isinstance(trainer.profiler, SimpleProfiler) and not trainer.fast_dev_run
+    # their defaults are Lightning's own
+    default = build(make_cfg([]).trainer, logger=False, enable_checkpointing=False)
+    plain = L.Trainer(logger=False, enable_checkpointing=False)
+    for key in (*knobs, "fast_dev_run"):
+        assert getattr(default, key) == getattr(plain, key), key
+    assert type(default.profiler) is type(plain.profiler)
+
+
+def test_a_run_that_ends_before_its_first_validation_ends_cleanly(make_cfg, tmp_path):
+    write_names(tmp_path / "data" / "names")
+    overrides = [
+        "data=names",
+        f"paths.data_dir={tmp_path / 'data'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "data.batch_size=2",  # about a dozen training batches: 3 steps end inside epoch 0
+        "model.hidden_size=8",
+        "trainer.max_steps=3",
+        "logger=none",
+    ]
+    value = run(make_cfg(overrides))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert value == metrics["val/acc_best"] and "test/acc" in metrics
+
+
+def test_the_profiler_preset_writes_its_report(make_cfg, tmp_path):
+    train(make_cfg([*TINY_RECALL, "debug=profiler", "logger=none"]))
+    report = (tmp_path / "fit-profiler.txt").read_text()
+    assert "run_training_epoch" in report and "[LightningModule]" in report
+
+
+def test_the_mps_preset_composes(make_cfg):
+    cfg = make_cfg(["trainer=mps"])
+    assert (cfg.trainer.accelerator, cfg.trainer.devices) == ("mps", 1)
+
+
+def test_logger_many_writes_tensorboard_and_csv(make_cfg, tmp_path):
+    train(make_cfg([*TINY_RECALL, "trainer.max_epochs=1", "logger=many"]))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    rows = list(csv.DictReader((tmp_path / "csv" / "metrics.csv").open()))
+    assert any(row.get("val/acc") for row in rows)
+
+
+def test_logger_mlflow_records_a_real_run(make_cfg, tmp_path):
+    pytest.importorskip("mlflow", reason="pip install -e '.[mlflow]'")
+    from mlflow.tracking import MlflowClient
+
+    overrides = [*TINY_RECALL, "trainer.max_epochs=2", "logger=mlflow", "model=gru"]
+    metrics = train(make_cfg(overrides))
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    (experiment,) = [e for e in client.search_experiments() if e.name == "train"]
+    (stored,) = client.search_runs([experiment.experiment_id])
+    assert stored.info.status == "FINISHED"
+    assert stored.info.run_name.startswith("recall_gru_")
+    assert stored.data.params["cell"] == "gru"
+    assert stored.data.metrics["test/acc"] == pytest.approx(metrics["test/acc"])
+    history = client.get_metric_history(stored.info.run_id, "val/acc")
+    assert len(history) == 2  # one value per validation epoch
+
+
+def test_logger_wandb_writes_an_offline_run(make_cfg, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="pip install -e '.[wandb]'")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(make_cfg([*TINY_RECALL, "trainer.max_epochs=1", "logger=wandb"]))
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    (records,) = run_dir.glob("run-*.wandb")
+    assert records.stat().st_size > 0

@@ -266,7 +266,7 @@ def test_resume_after_an_epoch_cut_by_limit_train_batches_starts_the_next_epoch(
     """`limit_train_batches` (debug=limit, reproduce.py --quick) ends epochs early: a checkpoint
     written after such an epoch's last batch (by the every-N-steps callback, before the epoch's
     validation) resumes on the next epoch, not inside the one that was cut."""
-    run = [*TINY_RECALL, "+trainer.limit_train_batches=3", "trainer.deterministic=true"]
+    run = [*TINY_RECALL, "trainer.limit_train_batches=3", "trainer.deterministic=true"]
     run += ["task.head_dropout=0.3", "~callbacks.early_stopping", "logger=none", "test=false"]
     # last.ckpt only from the every-3-steps callback: at the last batch of each 3-batch epoch
     run += ["callbacks.model_checkpoint.save_last=false"]
@@ -319,9 +319,9 @@ def test_lightning_still_needs_the_loader_rebuilt_after_estimating_steps(tmp_pat
 
 
 def test_max_steps_inside_an_epoch_validates_checkpoints_and_tests(make_cfg, tmp_path):
-    """+trainer.max_steps shorter than an epoch (8 batches here) ends with a validated,
+    """trainer.max_steps shorter than an epoch (8 batches here) ends with a validated,
     checkpointed and tested run, not an early-stopping error about the missing metric."""
-    metrics = train(make_cfg([*TINY_RECALL, "+trainer.max_steps=5", "logger=none"]))
+    metrics = train(make_cfg([*TINY_RECALL, "trainer.max_steps=5", "logger=none"]))
     assert {"val/acc", "val/acc_best", "test/acc"} <= set(metrics)
     best = tmp_path / "checkpoints" / "epoch_000.ckpt"
     assert checkpoint_step(best) == 5
@@ -348,7 +348,7 @@ def test_one_cycle_schedule_fits_any_step_budget(pct_start):
 def test_one_cycle_run_of_few_steps_trains_and_tests(make_cfg):
     """5 optimizer steps at pct_start=0.2 divided by zero inside OneCycleLR."""
     overrides = [*TINY_RECALL, "task/scheduler=onecycle", "trainer.max_epochs=1"]
-    metrics = train(make_cfg([*overrides, "+trainer.limit_train_batches=5", "logger=none"]))
+    metrics = train(make_cfg([*overrides, "trainer.limit_train_batches=5", "logger=none"]))
     assert "test/acc" in metrics
 
 
