@@ -114,6 +114,30 @@ def test_imdb_loads_a_local_copy_and_splits_train_only(tmp_path):
     assert batch["inputs"].shape[1] == int(batch["lengths"].max())
 
 
+def test_imdb_validation_is_a_seeded_stratified_part_of_train(tmp_path):
+    write_imdb(tmp_path / "data" / "imdb", rows=40)  # review i: "... take i", label i % 2
+    held_out = {}
+    for run, seed in enumerate((0, 0, 1)):
+        dm = imdb_module(tmp_path, seed=seed, cache_dir=str(tmp_path / f"cache{run}"))
+        dm.setup()
+        train = []  # min_freq=1: every training review's number is in the vocabulary
+        for sequence in dm.train_set.sequences:
+            words = dm.vocab.decode(sequence.tolist())
+            train.append(int(words[words.index("take") + 1]))
+        val = sorted(set(range(40)) - set(train))
+        assert sorted(train) != list(range(30)) and len(set(train)) == 30 == len(train)
+        assert Counter(i % 2 for i in val) == {0: 5, 1: 5}  # val_fraction of each label
+        assert Counter(dm.val_set.labels.tolist()) == {0: 5, 1: 5} and len(dm.val_set) == 10
+        held_out.setdefault(seed, []).append(val)
+    assert held_out[0][0] == held_out[0][1] and held_out[0][0] != held_out[1][0]
+
+
+def test_imdb_validation_too_small_for_every_label_names_the_key(tmp_path):
+    write_imdb(tmp_path / "data" / "imdb")
+    with pytest.raises(ValueError, match=r"data.val_fraction=0.01 of each label"):
+        imdb_module(tmp_path, val_fraction=0.01).setup()
+
+
 def test_imdb_vocabulary_comes_from_the_training_part_only(tmp_path):
     folder = write_imdb(tmp_path / "data" / "imdb")
     test = pd.read_parquet(folder / "test.parquet")

@@ -2,7 +2,8 @@
 
 Loaded with Hugging Face `datasets`, from a local folder of the hub's parquet files
 (`data.data_dir`, defaulting to `$RNNLAB_DATA_DIR`) or from the hub (`stanfordnlp/imdb`).
-Validation is carved from train (seeded, stratified); the test split is used only for testing.
+Validation is carved from train (seeded and stratified, by `datasets`' `train_test_split`); the
+test split is used only for testing.
 
 `prepare_data` tokenises, builds the vocabulary from the training part only, and writes the
 token ids as Arrow files keyed by every setting they depend on; a second run reads them back
@@ -18,7 +19,6 @@ import time
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -26,7 +26,7 @@ from rnnlab.data.base import SPLITS, SequenceDataModule
 from rnnlab.data.collate import SequenceDataset
 from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import StaleCacheError, load_or_build
-from rnnlab.data.text import find_local, list_column_to_tensors, settings_key, stratified_split
+from rnnlab.data.text import find_local, list_column_to_tensors, settings_key
 from rnnlab.data.tokenizers import Vocabulary, WordTokenizer
 from rnnlab.errors import ConfigError, MissingFileError
 
@@ -134,6 +134,8 @@ class ImdbDataModule(SequenceDataModule):
                 "min_freq": self.min_freq,
                 "val_fraction": self.val_fraction,
                 "seed": self.seed,
+                # the library draws the validation part: another version may draw another one
+                "split": f"datasets {datasets.__version__} train_test_split(stratify_by_column)",
             }
         )
 
@@ -153,36 +155,44 @@ class ImdbDataModule(SequenceDataModule):
         """Tokenise, build the vocabulary and write the encoded splits into `folder`."""
         started = time.perf_counter()
         raw = load_imdb(self.data_dir, self.hub_id, self.cache_dir)
-        labels = np.asarray(raw["train"]["label"])
         for split in SOURCE_SPLITS:
-            unknown = sorted(set(raw[split]["label"]) - {0, 1})
+            unknown = sorted(set(raw[split].unique("label")) - {0, 1})
             if unknown:
                 raise ConfigError(f"IMDb {split} split has labels {unknown}; expected 0 and 1")
-        train_index, val_index = stratified_split(labels, self.val_fraction, self.seed)
+        # stratifying needs a ClassLabel column (the hub's has one, a parquet copy's may not)
+        raw = raw.cast_column("label", datasets.ClassLabel(names=list(LABELS)))
+        try:
+            held_out = raw["train"].train_test_split(
+                test_size=self.val_fraction,
+                stratify_by_column="label",
+                seed=self.seed,
+                load_from_cache_file=False,
+            )
+        except ValueError as error:  # too few reviews of a label for both parts
+            raise ConfigError(
+                f"IMDb's {len(raw['train'])} training reviews cannot give "
+                f"data.val_fraction={self.val_fraction} of each label to validation ({error}): "
+                "raise data.val_fraction, or use more reviews"
+            ) from error
         tokenize = self.tokenizer
 
         def tokenize_batch(batch):
             return {"tokens": [tokenize(text) for text in batch["text"]]}
 
-        tokenized = raw.map(
+        parts = datasets.DatasetDict(
+            train=held_out["train"], val=held_out["test"], test=raw["test"]
+        ).map(
             tokenize_batch,
             batched=True,
             remove_columns=["text"],
             desc="tokenising",
             load_from_cache_file=False,
         )
-        vocab = Vocabulary.build(
-            tokenized["train"].select(train_index)["tokens"], self.max_vocab, self.min_freq
-        )
+        vocab = Vocabulary.build(parts["train"]["tokens"], self.max_vocab, self.min_freq)
 
         def encode_batch(batch):
             return {"input_ids": [vocab.encode(tokens) for tokens in batch["tokens"]]}
 
-        parts = {
-            "train": tokenized["train"].select(train_index),
-            "val": tokenized["train"].select(val_index),
-            "test": tokenized["test"],
-        }
         rows = {}
         for name, part in parts.items():
             encoded = part.map(

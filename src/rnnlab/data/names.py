@@ -137,7 +137,10 @@ def group_split(
     """Indices of train / val / test: split by distinct name, stratified by the name's language.
 
     A name listed under several languages is stratified under the rarest of them and goes,
-    with all its pairs, to one split.
+    with all its pairs, to one split. Hand-written because no library call does both:
+    `datasets`' `train_test_split(stratify_by_column=...)` stratifies rows but cannot keep a
+    group (a name) together; scikit-learn's `StratifiedGroupKFold` (not a dependency) gives
+    only folds of 1/k each, not `data.val_fraction` and `data.test_fraction`.
     """
     language_size = Counter(language for _, language in pairs)
     languages_of: dict[str, list[str]] = {}

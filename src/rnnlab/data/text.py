@@ -1,4 +1,4 @@
-"""What the text datamodules share: finding local copies, seeded stratified splits, id arrays.
+"""What the text datamodules share: finding local copies, cache keys, id arrays.
 
 Local copies are looked up in `data_dir` itself or in its sub-folder named after the data set,
 so both `RNNLAB_DATA_DIR=/data` (holding imdb/, names/, ...) and `data.data_dir=/data/imdb` work.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +28,6 @@ def find_local(data_dir: str | Path | None, name: str, marker: str) -> Path | No
 def settings_key(settings: dict) -> str:
     """A short stable hash of the settings a cache depends on."""
     return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def stratified_split(
-    labels: Sequence[int], fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (keep, held_out): `fraction` of every class held out, chosen with `seed`."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    held_out = []
-    for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        rng.shuffle(members)
-        held_out.append(members[: int(round(fraction * len(members)))])
-    held = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=int)
-    keep = np.setdiff1d(np.arange(len(labels)), held)
-    return keep, held
 
 
 def list_column_to_tensors(column: pa.ChunkedArray | pa.Array) -> list[torch.Tensor]:
