@@ -138,8 +138,8 @@ def test_killed_language_model_resumes_its_stream_and_hidden_state(tmp_path, pro
         f"data.batch_size={streams}",
         f"data.bptt={bptt}",
         "task.output_dropout=0.3",  # the resumed run must draw the same masks
-        "task.estimate_windows=8",
-        "task.estimate_window=32",
+        "data.estimate_windows=8",
+        "data.estimate_window=32",
         "model.hidden_size=16",
         *KILLABLE,
     ]

@@ -308,7 +308,7 @@ def test_eval_on_data_that_encodes_differently_names_what_differs(make_cfg, tmp_
         (folder / "tinyshakespeare").mkdir(parents=True)
         (folder / "tinyshakespeare" / "input.txt").write_text(TEXT)
         overrides = ["data=shakespeare", f"paths.data_dir={folder}", "data.batch_size=4"]
-        overrides += ["data.bptt=32", "task.estimate_windows=0"]
+        overrides += ["data.bptt=32", "data.estimate_windows=0"]
         train_only, eval_only = [], []
         differs = "vocab: "
     overrides += ["model=gru", "model.hidden_size=8", "logger=none"]

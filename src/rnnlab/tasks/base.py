@@ -40,9 +40,11 @@ def rebuild_train_loader_after_estimate(trainer: L.Trainer) -> None:
     The estimate builds the loader (and its first iterator) inside `configure_optimizers`,
     before Lightning restores a resumed run's loader state; the fit loop then keeps that loader
     and never applies the state, so the run would restart its epoch from the first batch.
-    Lightning has no public way to drop it: this writes the private `FitLoop._combined_loader`,
-    checked against Lightning 2.6.6 by tests/integration/test_resume.py, which fails when
-    Lightning renames it or when the workaround stops being needed.
+    Lightning has no public way to drop it (2.6.6: `FitLoop.setup_data` returns early while a
+    loader is kept, and `reload_dataloaders_every_n_epochs` would rebuild it every epoch, not
+    once): this writes the private `FitLoop._combined_loader`, checked against Lightning 2.6.6
+    by tests/integration/test_resume.py, which fails when Lightning renames it or when the
+    workaround stops being needed.
     """
     fit_loop = trainer.fit_loop
     if not hasattr(fit_loop, "_combined_loader"):
