@@ -77,7 +77,7 @@ def test_short_run_writes_tensorboard_scalars_and_hparams(short_run):
         "test/f1",
         "hp/val_acc_best",
         "hp/test_acc",
-        "lr-AdamW",
+        "lr-AdamW/decay",
     }
     assert expected <= tags, expected - tags
     assert (output_dir / "config_resolved.yaml").is_file()
@@ -181,7 +181,7 @@ def test_scheduler_presets_train(make_cfg, scheduler):
     metrics = train(cfg)
     assert math.isfinite(metrics["val/loss"])
     if scheduler == "onecycle":  # stepped per batch, annealed to ~0 by the last step
-        assert metrics["lr-AdamW"] < cfg.task.optimizer.lr / 100
+        assert metrics["lr-AdamW/decay"] < cfg.task.optimizer.lr / 100
 
 
 def test_class_weighting_balances_the_loss():

@@ -90,9 +90,10 @@ def parameter_groups(
             continue
         decays = parameter.ndim >= 2 and (decay_embeddings or id(parameter) not in embeddings)
         (decay if decays else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+    # named, so the learning-rate monitor logs lr-<Optimizer>/decay (and /no_decay)
+    groups = [{"params": decay, "weight_decay": weight_decay, "name": "decay"}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "name": "no_decay"})
     return groups
 
 
