@@ -53,7 +53,7 @@ class Row:
     quick: list[str] = field(default_factory=list)  # extra overrides for --quick
 
 
-QUICK_SLICE = ["trainer.max_epochs=2", "+trainer.limit_train_batches=0.1"]
+QUICK_SLICE = ["trainer.max_epochs=2", "trainer.limit_train_batches=0.1"]
 
 ROWS = [
     Row(
@@ -100,7 +100,7 @@ ROWS = [
         "bpc read the whole stream with the state carried: lower, not comparable. The split is "
         "the validation 10%, which also selects the checkpoint (the data has no test split)",
         "tinyshakespeare",
-        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.2"],
+        ["trainer.max_epochs=1", "trainer.limit_train_batches=0.2"],
     ),
     *[
         Row(
@@ -144,7 +144,7 @@ ROWS = [
         ["test/bleu_greedy", "test/bleu_beam"],
         "Bahdanau-style GRU attention, word level: about 28-30 BLEU (tutorial baselines)",
         "multi30k",
-        ["trainer.max_epochs=1", "+trainer.limit_train_batches=0.1"],
+        ["trainer.max_epochs=1", "trainer.limit_train_batches=0.1"],
     ),
 ]
 
