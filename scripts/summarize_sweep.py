@@ -4,11 +4,11 @@
     python scripts/summarize_sweep.py --storage sqlite:///outputs/sweeps/optuna.db --study tpe_names
 
 Writes, into the sweep directory (or `--out`): `summary.md` and `summary.csv` (rank, state,
-metric, duration, parameters; best first) and PNG plots: the metric by cell type, against
-hidden size, layers and learning rate, the optimisation history and, from a study, every
-trial's learning curve (the metric after each validation; pruned trials dashed). A multirun
-directory is read from each trial's `.hydra/overrides.yaml` and `metrics.json`; a study from
-its storage (the same study opens in optuna-dashboard:
+metric, duration, parameters; best first, ties by trial number) and PNG plots: the metric by
+cell type, against hidden size, layers and learning rate, the optimisation history and every
+trial's learning curve (the monitored metric after each validation; pruned trials dashed). A
+multirun directory is read from each trial's `.hydra/overrides.yaml`, `metrics.json` and its
+CSV or TensorBoard logs; a study from its storage (the same study opens in optuna-dashboard:
 `optuna-dashboard sqlite:///outputs/sweeps/optuna.db`).
 """
 
@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
+from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 PLOTTED = ("model.cell", "model.hidden_size", "model.num_layers", "task.optimizer.lr")
@@ -36,6 +37,7 @@ def from_study(storage: str, study_name: str) -> tuple[list[dict], str, str]:
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     direction = study.direction.name.lower()
+    metric = study.metric_names[0] if study.metric_names else "value"
     rows = []
     for trial in study.trials:
         value = trial.value if trial.value is not None else None
@@ -52,7 +54,26 @@ def from_study(storage: str, study_name: str) -> tuple[list[dict], str, str]:
                 "curve": dict(sorted(trial.intermediate_values.items())),
             }
         )
-    return rows, direction, study_name
+    return rows, direction, metric
+
+
+def learning_curve(run: Path, monitor: str) -> dict[int, float]:
+    """`monitor` after each validation of a multirun trial (1, 2, ...), from its CSV log, else
+    its TensorBoard events; empty when it logged neither."""
+    csv_file = run / "csv" / "metrics.csv"
+    if csv_file.is_file():
+        with csv_file.open() as handle:
+            values = [float(r[monitor]) for r in csv.DictReader(handle) if r.get(monitor)]
+    elif (run / "tensorboard").is_dir():
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        found = monitor in events.Tags()["scalars"]
+        values = [event.value for event in events.Scalars(monitor)] if found else []
+    else:
+        values = []
+    return dict(enumerate(values, 1))
 
 
 def from_multirun(folder: Path) -> tuple[list[dict], str, str]:
@@ -67,6 +88,7 @@ def from_multirun(folder: Path) -> tuple[list[dict], str, str]:
         config = OmegaConf.load(run / ".hydra" / "config.yaml")
         metric = OmegaConf.select(config, "optimized_metric") or metric
         mode = OmegaConf.select(config, "task.monitor_mode") or "max"
+        monitor = OmegaConf.select(config, "task.monitor")
         direction = "maximize" if mode == "max" else "minimize"
         params = {}
         for line in yaml.safe_load(overrides_file.read_text()):
@@ -86,6 +108,7 @@ def from_multirun(folder: Path) -> tuple[list[dict], str, str]:
                 "value": value,
                 "duration_s": ended - started,
                 "params": params,
+                "curve": learning_curve(run, monitor) if monitor else {},
             }
         )
     if not rows:
@@ -104,9 +127,18 @@ def ranked(rows: list[dict], direction: str) -> list[dict]:
     def key(row: dict) -> tuple:
         value = row["value"]
         complete = row["state"] == "complete" and value is not None
-        return (not complete, sign * value if value is not None else math.inf)
+        number = row["trial"] if isinstance(row["trial"], int) else math.inf
+        # ties go to the earlier trial, as Optuna's best_trial does
+        return (not complete, sign * value if value is not None else math.inf, number)
 
     return sorted(rows, key=key)
+
+
+def rounded(value: object) -> object:
+    """A float parameter to 3 significant digits (a log-uniform lr has 17); others as they are."""
+    if isinstance(value, str) and _is_number(value) and not value.lstrip("-").isdigit():
+        value = float(value)
+    return f"{value:.3g}" if isinstance(value, float) else value
 
 
 def write_tables(rows: list[dict], out: Path, metric: str) -> None:
@@ -119,7 +151,7 @@ def write_tables(rows: list[dict], out: Path, metric: str) -> None:
             row["state"],
             "" if row["value"] is None else f"{row['value']:.4f}",
             "" if math.isnan(row["duration_s"]) else f"{row['duration_s']:.1f}",
-            *[row["params"].get(name, "") for name in names],
+            *[rounded(row["params"].get(name, "")) for name in names],
         ]
         for rank, row in enumerate(rows, 1)
     ]
@@ -152,6 +184,9 @@ def write_plots(rows: list[dict], out: Path, metric: str, direction: str) -> lis
             axis.scatter([float(x) for x, _ in points], [y for _, y in points], alpha=0.7)
             if name.endswith("lr"):
                 axis.set_xscale("log")
+                # within a decade matplotlib labels every minor tick, over one another
+                axis.xaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+                axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_xlabel(name)
         axis.set_ylabel(metric)
         axis.set_title(f"{metric} by {name.rsplit('.', 1)[-1]}")
@@ -182,19 +217,24 @@ def write_plots(rows: list[dict], out: Path, metric: str, direction: str) -> lis
         written.append(path)
     curves = [row for row in rows if row.get("curve")]
     if curves:
-        figure, axis = plt.subplots(figsize=(5, 3.5))
-        for row in curves:
+        figure, axis = plt.subplots(figsize=(6, 4))
+        for row in sorted(curves, key=lambda r: str(r["trial"])):
             pruned = row["state"] == "pruned"
             axis.plot(
                 list(row["curve"]),
                 list(row["curve"].values()),
                 linestyle="--" if pruned else "-",
-                color="0.6" if pruned else None,
+                marker="o",  # a trial pruned after one validation is a single point
+                markersize=3,
                 alpha=0.8,
+                label=f"{row['trial']} ({row['state']})",
             )
         axis.set_xlabel("validation")
-        axis.set_ylabel(metric)
+        # the curves are of the monitored metric; the objective is its best (`<monitor>_best`)
+        axis.set_ylabel(metric.removesuffix("_best"))
         axis.set_title("learning curves (pruned: dashed)")
+        if len(curves) <= 20:
+            axis.legend(title="trial", fontsize="x-small", ncol=2)
         figure.tight_layout()
         path = out / "learning_curves.png"
         figure.savefig(path, dpi=100)
@@ -221,8 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.storage:
         if not args.study:
             parser.error("--storage needs --study")
-        rows, direction, _ = from_study(args.storage, args.study)
-        metric = "value"
+        rows, direction, metric = from_study(args.storage, args.study)
         out = args.out or Path("outputs") / "sweeps" / args.study
     elif args.sweep_dir:
         if not args.sweep_dir.is_dir():

@@ -80,6 +80,8 @@ log = logging.getLogger(__name__)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 # seconds a process waits for another's SQLite write lock (SQLite's own default is 5)
 SQLITE_BUSY_TIMEOUT_S = 60
+# how often a sweep opens a server database whose tables another sweep is creating
+SCHEMA_RACE_TRIES = 4
 # what a sampler config may instantiate
 SAMPLERS = ("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*")
 
@@ -199,19 +201,31 @@ def open_study(
 ) -> tuple[optuna.Study, RDBStorage | None]:
     """Create or load the study and its storage (`rdb_storage` options); a storage that cannot
     be opened is an error naming the key."""
-    try:
-        storage = rdb_storage(url, **storage_options) if url else None
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            sampler=sampler,
-            pruner=pruner,
-            directions=directions,
-            load_if_exists=True,
-        )
-    except Exception as error:  # SQLAlchemy and driver errors have no common base
-        raise ValueError(f"hydra.sweeper.storage={url!r} cannot be opened: {error}") from error
-    return study, storage
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(1, SCHEMA_RACE_TRIES + 1):
+        try:
+            storage = rdb_storage(url, **storage_options) if url else None
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                directions=directions,
+                load_if_exists=True,
+            )
+            return study, storage
+        except (IntegrityError, ProgrammingError) as error:
+            # sweeps started together on a new server database both create Optuna's tables
+            # (PostgreSQL: "duplicate key ... pg_type"): the loser finds them made next time
+            failure: Exception = error
+            if sqlite_path(url) is None and attempt < SCHEMA_RACE_TRIES:
+                log.info("another process is creating the study's tables; retrying")
+                time.sleep(attempt)
+                continue
+        except Exception as error:  # SQLAlchemy and driver errors have no common base
+            failure = error
+        raise ValueError(f"hydra.sweeper.storage={url!r} cannot be opened: {failure}") from failure
 
 
 def retried(trials: list[optuna.trial.FrozenTrial]) -> set[int]:

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+import runpy
 import signal
 import sqlite3
 import subprocess
@@ -78,10 +79,14 @@ def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = (summary / "summary.md").read_text().splitlines()
     assert len(table) == 2 + 6 and "| 1 |" in table[2]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert "val/acc_best" in header  # the metric by its name, not "value"
+    lrs = [line.strip("|").split("|")[header.index("task.optimizer.lr")] for line in table[2:]]
+    assert all(lr.strip() == f"{float(lr):.3g}" for lr in lrs), lrs
     assert (summary / "summary.csv").is_file()
     assert {p.name for p in summary.glob("*.png")} >= {
         "history.png",
-        "value_by_cell.png",
+        "val_acc_best_by_cell.png",  # named by the study's metric
         "learning_curves.png",
     }
     result = subprocess.run(
@@ -92,7 +97,23 @@ def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (runs / "summary.md").is_file() and list(runs.glob("*.png"))
+    assert (runs / "summary.md").is_file() and (runs / "learning_curves.png").is_file()
+
+
+def test_the_summary_breaks_ties_by_trial_number_as_optuna_does():
+    summarize = runpy.run_path(str(ROOT / "scripts" / "summarize_sweep.py"))
+    rows = [
+        {"trial": number, "state": "complete", "value": value}
+        for number, value in ((3, 0.5), (1, 0.25), (0, 0.5), (2, 0.5))
+    ]
+    study = optuna.create_study(direction="maximize")
+    for row in sorted(rows, key=lambda r: r["trial"]):
+        study.add_trial(optuna.trial.create_trial(value=row["value"]))
+    ranked = summarize["ranked"](rows, "maximize")
+    assert [row["trial"] for row in ranked] == [0, 2, 3, 1]
+    assert ranked[0]["trial"] == study.best_trial.number
+    assert summarize["rounded"]("0.0031622776601683794") == "0.00316"
+    assert summarize["rounded"]("128") == "128" and summarize["rounded"]("gru") == "gru"
 
 
 def test_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path):
