@@ -91,6 +91,28 @@ def check_run_config(cfg: DictConfig) -> None:
                     f"weights: pass trainer.{key} >= 1 (or train=false ckpt_path=... to test "
                     "a checkpoint)"
                 )
+        check_validates(cfg)
+
+
+def check_validates(cfg: DictConfig) -> None:
+    """A training run must validate at least once: early stopping, the best checkpoint, the
+    plateau schedule and the sweeper's objective all read `task.monitor`. (A run that
+    `max_steps` ends inside its first epoch is validated at its last step by the task.)"""
+    trainer = cfg.trainer
+    if trainer.get("fast_dev_run"):
+        return
+    if trainer.get("limit_val_batches") == 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches=0 turns validation off, but the run needs "
+            f"task.monitor={cfg.task.monitor} (early stopping, the best checkpoint, the "
+            "schedule): validate on a few batches, e.g. trainer.limit_val_batches=2"
+        )
+    every, epochs = trainer.get("check_val_every_n_epoch") or 1, trainer.get("max_epochs") or -1
+    if 0 < epochs < every and (trainer.get("max_steps") or -1) == -1:
+        raise ConfigError(
+            f"trainer.check_val_every_n_epoch={every} never validates in "
+            f"trainer.max_epochs={epochs} epochs: lower it to {epochs} or less"
+        )
 
 
 def check_run_dir(cfg: DictConfig) -> None:

@@ -247,3 +247,19 @@ def test_errors_of_the_model_data_and_task_are_one_line_too(tmp_path, override, 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert expected in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["trainer.limit_val_batches=0"], "trainer.limit_val_batches=0"),
+        (
+            ["trainer.check_val_every_n_epoch=3", "trainer.max_epochs=2"],
+            "check_val_every_n_epoch=3",
+        ),
+    ],
+)
+def test_a_run_that_would_never_validate_is_refused_before_training(make_cfg, overrides, key):
+    """Lightning failed after training: early stopping or the plateau schedule found no val/acc."""
+    with pytest.raises(ConfigError, match=key):
+        train(make_cfg([*TINY_RECALL, *overrides, "logger=none"]))
