@@ -266,3 +266,11 @@ def test_logger_wandb_writes_an_offline_run(make_cfg, tmp_path, monkeypatch):
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     (records,) = run_dir.glob("run-*.wandb")
     assert records.stat().st_size > 0
+
+
+def test_help_tells_presets_from_pieces_and_its_advice_composes(make_cfg):
+    result = command("train.py", "--help")
+    assert result.stdout.startswith("train: python train.py")
+    assert "callbacks=[default,gradient_flow]" in result.stdout
+    callbacks = make_cfg(["callbacks=[default,gradient_flow]"]).callbacks
+    assert {"model_checkpoint", "early_stopping", "gradient_flow"} <= set(callbacks)
