@@ -1,17 +1,29 @@
-"""Sample text from a language-model checkpoint.
+"""Sample text from a language-model checkpoint, or music from a piano-roll checkpoint.
 
 Text (data=shakespeare): prints the prompt followed by `length` sampled characters.
     python scripts/generate.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt \\
         prompt="ROMEO:" length=500 temperature=0.8 top_k=20 seed=0
 Names (data=names_gen): prints `samples` names of the language, each started by the prompt.
     python scripts/generate.py ckpt_path=... language=Russian samples=5 prompt="Ko" seed=0
+Music (data=music): samples `length` frames after a primer chord (`prime`: MIDI pitches) and
+writes them as a MIDI file, `frame_seconds` a frame (`samples` > 1: out_1.mid, out_2.mid, ...).
+    python scripts/generate.py ckpt_path=... midi=out.mid prime=60,64,67 length=256 seed=0
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
-from rnnlab.predict import Generator, number_option, parse_options
+import torch
+
+from rnnlab.callbacks.piano_roll import primer_frame
+from rnnlab.checkpoints import task_of
+from rnnlab.data.music import write_midi
+from rnnlab.errors import ConfigError
+from rnnlab.predict import Generator, load_task, number_option, parse_options
+from rnnlab.tasks import PianoRollTask
+from rnnlab.utils import read_checkpoint
 
 DEFAULTS = {
     "prompt": None,
@@ -21,7 +33,36 @@ DEFAULTS = {
     "seed": "",
     "language": "",
     "samples": "1",
+    "midi": "",
+    "prime": "60,64,67",
+    "frame_seconds": "0.25",
 }
+
+
+def generate_music(
+    options: dict[str, str],
+    length: int,
+    temperature: float,
+    seed: int | None,
+    samples: int,
+) -> None:
+    """Sample piano rolls from the checkpoint and write each as a MIDI file."""
+    if not options["midi"]:
+        raise ConfigError("midi=PATH.mid is required for a music checkpoint")
+    frame_seconds = number_option(options, "frame_seconds", float, above=0)
+    try:
+        pitches = [int(pitch) for pitch in options["prime"].split(",") if pitch.strip()]
+    except ValueError:
+        raise ConfigError(f"prime={options['prime']!r} is not a list of MIDI pitches") from None
+    primer = primer_frame(pitches)
+    task = load_task(options["ckpt_path"], PianoRollTask)
+    path = Path(options["midi"])
+    for sample in range(samples):
+        generator = torch.Generator().manual_seed(seed + sample) if seed is not None else None
+        roll = task.generate(primer, length, temperature, generator)
+        target = path if samples == 1 else path.with_stem(f"{path.stem}_{sample + 1}")
+        notes = write_midi(roll, target, frame_seconds)
+        print(f"{target}: {len(roll)} frames ({len(primer)} primer), {notes} notes")
 
 
 def main() -> None:
@@ -32,6 +73,9 @@ def main() -> None:
         top_k = number_option(options, "top_k", int, above=0)
         seed = number_option(options, "seed", int)
         samples = number_option(options, "samples", int, above=0)
+        if task_of(read_checkpoint(options["ckpt_path"])) is PianoRollTask:
+            generate_music(options, length, temperature, seed, samples)
+            return
         generator = Generator(options["ckpt_path"])
         prompt = options["prompt"] if options["prompt"] is not None else generator.default_prompt
         for sample in range(samples):

@@ -24,6 +24,9 @@ from rnnlab.tasks import (
     ForecastingTask,
     LanguageModelTask,
     NameGenerationTask,
+    PianoRollTask,
+    RegressionTask,
+    SequenceLabelingTask,
     TranslationTask,
 )
 
@@ -34,6 +37,9 @@ TASK_USES: dict[type[L.LightningModule], tuple[str, str]] = {
     NameGenerationTask: ("name generation", "data=names_gen; scripts/generate.py"),
     ForecastingTask: ("forecasting", "data=ett or sine"),
     TranslationTask: ("translation", "data=multi30k; scripts/translate.py"),
+    RegressionTask: ("regression", "data=adding"),
+    SequenceLabelingTask: ("sequence labelling", "data=copy"),
+    PianoRollTask: ("piano-roll music", "data=music; scripts/generate.py"),
 }
 
 

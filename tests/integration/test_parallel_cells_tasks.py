@@ -9,6 +9,7 @@ import pytest
 from rnnlab.train import train
 from tests.integration.test_forecasting import write_csv
 from tests.integration.test_language_model import TEXT
+from tests.integration.test_music import write_mat
 from tests.integration.test_text_data import write_imdb, write_names
 from tests.integration.test_translation import write_multi30k
 
@@ -40,11 +41,30 @@ def data_folder(tmp_path, data):
         return ["data.lookback=24", "data.horizon=12", "task.segment_len=6"]
     elif data == "recall":
         return ["data.num_train=64", "data.num_val=32", "data.num_test=32"]
+    elif data in ("adding", "copy"):
+        length = "data.seq_len=16" if data == "adding" else "data.blanks=16"
+        return [length, "data.num_train=64", "data.num_val=32", "data.num_test=32"]
+    elif data == "music":
+        write_mat(root / "music")
+        return [f"data.data_dir={root}", "data.batch_size=4"]
     return [f"paths.data_dir={root}", "data.batch_size=8"]
 
 
 @pytest.mark.parametrize(
-    "data", ["recall", "imdb", "names", "names_gen", "shakespeare", "ett", "sine", "multi30k"]
+    "data",
+    [
+        "recall",
+        "imdb",
+        "names",
+        "names_gen",
+        "shakespeare",
+        "ett",
+        "sine",
+        "multi30k",
+        "adding",
+        "copy",
+        "music",
+    ],
 )
 @pytest.mark.parametrize("model", ["mingru", "minlstm"])
 def test_fast_dev_run_with_a_parallel_scan_cell(make_cfg, tmp_path, data, model):

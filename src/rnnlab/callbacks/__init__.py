@@ -3,7 +3,15 @@
 from rnnlab.callbacks.attention_map import AttentionMap
 from rnnlab.callbacks.gradient_flow import GradientFlow
 from rnnlab.callbacks.histograms import Histograms
+from rnnlab.callbacks.piano_roll import PianoRollSamples
 from rnnlab.callbacks.pruning import OptunaPruning
 from rnnlab.callbacks.text_samples import TextSamples
 
-__all__ = ["AttentionMap", "GradientFlow", "Histograms", "OptunaPruning", "TextSamples"]
+__all__ = [
+    "AttentionMap",
+    "GradientFlow",
+    "Histograms",
+    "OptunaPruning",
+    "PianoRollSamples",
+    "TextSamples",
+]

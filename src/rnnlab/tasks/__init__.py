@@ -3,7 +3,10 @@
 from rnnlab.tasks.classification import ClassificationTask
 from rnnlab.tasks.forecasting import ForecastingTask
 from rnnlab.tasks.language_model import CharacterModel, LanguageModelTask
+from rnnlab.tasks.music import PianoRollTask
 from rnnlab.tasks.name_generation import NameGenerationTask
+from rnnlab.tasks.regression import RegressionTask
+from rnnlab.tasks.sequence_labeling import SequenceLabelingTask
 from rnnlab.tasks.translation import TranslationTask
 
 __all__ = [
@@ -12,5 +15,8 @@ __all__ = [
     "ForecastingTask",
     "LanguageModelTask",
     "NameGenerationTask",
+    "PianoRollTask",
+    "RegressionTask",
+    "SequenceLabelingTask",
     "TranslationTask",
 ]
