@@ -330,6 +330,9 @@ def test_killed_sweep_trial_is_failed_and_requeued_on_rerun(tmp_path):
         process.wait()
     killed = study(tmp_path, "tpe_recall").trials
     assert [t.state.name for t in killed] == ["RUNNING"]
+    # past grace_period, so the rerun finds the trial stale at once (train.py starts within
+    # it since it imports Lightning lazily; the trial would be requeued later, as trial 2)
+    time.sleep(3)
 
     sweep(
         tmp_path,
