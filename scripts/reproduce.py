@@ -138,6 +138,45 @@ ROWS = [
         )
         for cell in cells
     ],
+    # Bai, Kolter & Koltun 2018, Table 1: the recurrent rows of the field's benchmark table
+    *[
+        Row(
+            f"adding_600_{cell}",
+            ["experiment=adding", f"model={cell}"],
+            ["test/mse"],
+            f"Bai et al. 2018 {cell.upper()} {published}, TCN 5.8e-5 (T=600; predicting 1: 1/6)",
+            None,
+            ["trainer.max_epochs=1", "data.num_train=2000", "data.seq_len=100"],
+        )
+        for cell, published in (("lstm", "0.164"), ("gru", "5.3e-5"), ("rnn", "0.177"))
+    ],
+    *[
+        Row(
+            f"copy_1000_{cell}",
+            ["experiment=copy", f"model={cell}"],
+            ["test/loss", "test/acc_symbols"],
+            f"Bai et al. 2018 {cell.upper()} {published}, TCN 3.5e-5 (T=1000; no memory: "
+            "10 ln 8 / 1020 = 0.0204)",
+            None,
+            ["trainer.max_epochs=1", "data.num_train=640", "data.blanks=100"],
+        )
+        for cell, published in (("lstm", "0.0204"), ("gru", "0.0197"), ("rnn", "0.0202"))
+    ],
+    *[
+        Row(
+            f"{name}_{cell}",
+            ["experiment=music", f"model={cell}", f"data.name={name}"],
+            ["test/loss"],
+            f"Bai et al. 2018 {cell.upper()} {published[cell]}, TCN {tcn} (test NLL per frame)",
+            "music",
+            ["trainer.max_epochs=2"],
+        )
+        for name, published, tcn in (
+            ("jsb", {"lstm": 8.45, "gru": 8.43, "rnn": 8.91}, 8.10),
+            ("nottingham", {"lstm": 3.29, "gru": 3.46, "rnn": 4.05}, 3.07),
+        )
+        for cell in ("lstm", "gru", "rnn")
+    ],
     Row(
         "multi30k",
         ["experiment=multi30k"],
