@@ -3,9 +3,14 @@
     python scripts/plot_runs.py outputs/train/runs/<run a> outputs/train/runs/<run b> ...
     python scripts/plot_runs.py outputs/train/multiruns/<sweep>          # every run inside
     python scripts/plot_runs.py <runs> --tags "val/*" "train/loss_epoch" --out plots/
+    python scripts/plot_runs.py outputs/train/multiruns/<sweep> \
+        --tags "gradient_flow/log10_norm_by_step/*" "gradient_flow/log10_first_over_last" --last
 
 A run is any directory holding TensorBoard event files (in it or below it); curves are labelled
-by the run directory's name and drawn against the global step.
+by the run directory's name and drawn against the global step, or against the time step t for
+the per-step profiles of `callbacks=diagnostics` (`gradient_flow/log10_norm_by_step/epoch_k`,
+one figure per epoch with every run's line). `--last` also prints each run's last value of
+every plotted tag, one line per run and tag.
 """
 
 from __future__ import annotations
@@ -56,11 +61,13 @@ def read_scalars(files: list[Path]) -> dict[str, list[tuple[int, float]]]:
     return {tag: sorted(points) for tag, points in scalars.items()}
 
 
-def plot(runs: dict[str, list[Path]], out: Path, patterns: list[str]) -> list[Path]:
-    curves = {name: read_scalars(files) for name, files in runs.items()}
+def select(curves: dict[str, dict[str, list]], patterns: list[str]) -> list[str]:
+    """The tags of any run that match any of the glob patterns (every tag without patterns)."""
     tags = sorted({tag for scalars in curves.values() for tag in scalars})
-    if patterns:
-        tags = [tag for tag in tags if any(fnmatch.fnmatch(tag, p) for p in patterns)]
+    return [tag for tag in tags if not patterns or any(fnmatch.fnmatch(tag, p) for p in patterns)]
+
+
+def plot(curves: dict[str, dict[str, list]], tags: list[str], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for tag in tags:
@@ -70,7 +77,7 @@ def plot(runs: dict[str, list[Path]], out: Path, patterns: list[str]) -> list[Pa
             if points:
                 steps, values = zip(*points, strict=True)
                 axis.plot(steps, values, marker="o" if len(points) < 30 else None, label=name)
-        axis.set_xlabel("step")
+        axis.set_xlabel("time step t" if "_by_step/" in tag else "step")
         axis.set_ylabel(tag)
         axis.set_title(tag)
         axis.legend(fontsize="small")
@@ -87,9 +94,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run or multirun directories")
     parser.add_argument("--tags", nargs="*", default=[], help="glob patterns of tags to plot")
     parser.add_argument("--out", type=Path, default=Path("outputs/plots"))
+    parser.add_argument("--last", action="store_true", help="print each run's last values")
     args = parser.parse_args(argv)
-    for path in plot(find_runs(args.runs), args.out, args.tags):
+    curves = {name: read_scalars(files) for name, files in find_runs(args.runs).items()}
+    tags = select(curves, args.tags)
+    for path in plot(curves, tags, args.out):
         print(path)
+    if args.last:
+        for name, scalars in curves.items():
+            for tag in tags:
+                if scalars.get(tag):
+                    step, value = scalars[tag][-1]
+                    print(f"{name}\t{tag}\t{value:.6g}\t(step {step})")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
+import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnlab.callbacks import GradientFlow
@@ -22,32 +25,114 @@ def events(run_dir):
     return accumulator
 
 
-def run_with_gradient_flow(run_dir, model, monkeypatch):
-    profiles = []
-    original = GradientFlow.on_train_end
-
-    def keep(self, trainer, module):
-        profiles.append(self.rows[-1])
-        original(self, trainer, module)
-
-    monkeypatch.setattr(GradientFlow, "on_train_end", keep)
+def run_with_gradient_flow(run_dir, model):
     overrides = [*TINY_RECALL, f"model={model}", "callbacks=diagnostics", "trainer.max_epochs=2"]
     train(compose_config([*overrides, "~callbacks.progress_bar", "data.num_train=512"], run_dir))
-    return profiles[0]
+
+
+def keep_gradient_flow(monkeypatch):
+    """The rows of every run's GradientFlow at its end, and every heat map it drew."""
+    rows, figures = [], []
+    original_end, original_figure = GradientFlow.on_train_end, GradientFlow.figure
+
+    def keep_rows(self, trainer, module):
+        rows.append(list(self.rows))
+        original_end(self, trainer, module)
+
+    def keep_figure(self):
+        figures.append(original_figure(self))
+        return figures[-1]
+
+    monkeypatch.setattr(GradientFlow, "on_train_end", keep_rows)
+    monkeypatch.setattr(GradientFlow, "figure", keep_figure)
+    return rows, figures
 
 
 def test_gradient_flow_shows_the_vanilla_rnn_vanishing(make_cfg, tmp_path, monkeypatch):
-    rnn = run_with_gradient_flow(tmp_path / "rnn", "rnn", monkeypatch)
-    accumulator = events(tmp_path / "rnn")
-    assert "gradient_flow/heatmap" in accumulator.Tags()["images"]
-    assert "gradient_flow/norm_by_step" in accumulator.Tags()["histograms"]
-    assert any(tag.startswith("weights/") for tag in accumulator.Tags()["histograms"])
-    assert any(tag.startswith("gradients/") for tag in accumulator.Tags()["histograms"])
-    lstm = run_with_gradient_flow(tmp_path / "lstm", "lstm", monkeypatch)
+    rows, figures = keep_gradient_flow(monkeypatch)
+    run_with_gradient_flow(tmp_path / "run_a", "rnn")
+    rnn_rows = rows[0]
+    accumulator = events(tmp_path / "run_a")
+    tags = accumulator.Tags()
+    assert "gradient_flow/heatmap" in tags["images"]
+    assert "gradient_flow/norm_by_step" not in tags["histograms"]  # it lost the time axis
+    assert any(tag.startswith("weights/") for tag in tags["histograms"])
+    assert any(tag.startswith("gradients/") for tag in tags["histograms"])
+    # one line per epoch over the time steps: x is t = 0..T-1, y log10 of the mean norm
+    for epoch, profile in enumerate(rnn_rows):
+        series = accumulator.Scalars(f"gradient_flow/log10_norm_by_step/epoch_{epoch}")
+        assert [event.step for event in series] == list(range(len(profile)))
+        assert len(profile) == 30  # data.max_len: every step of the longest sequence
+        expected = [math.log10(value) for value in profile]
+        assert [event.value for event in series] == pytest.approx(expected, rel=1e-5)
+    ratios = accumulator.Scalars("gradient_flow/log10_first_over_last")
+    assert [event.step for event in ratios] == [0, 1]
+    assert ratios[-1].value == pytest.approx(
+        math.log10(rnn_rows[-1][0] / rnn_rows[-1][-1]), rel=1e-5
+    )
+    run_with_gradient_flow(tmp_path / "run_b", "lstm")
+    rnn, lstm = rnn_rows[-1], rows[1][-1]
     # the key sits at step 0; the loss reads the state after the last step (>= 20)
     rnn_ratio, lstm_ratio = rnn[0] / rnn[19], lstm[0] / lstm[19]
     assert rnn_ratio < lstm_ratio / 100, (rnn_ratio, lstm_ratio)
     assert (rnn[1:20] >= rnn[:19]).all()  # the RNN's gradient grows towards the loss
+    # each heat map names its cell and run, and both share the configured colour range
+    assert len(figures) == 4  # one a run and epoch
+    rnn_figure, lstm_figure = figures[1], figures[3]
+    assert rnn_figure.axes[0].get_title().startswith("rnn | run_a\n")
+    assert lstm_figure.axes[0].get_title().startswith("lstm | run_b\n")
+    assert rnn_figure.axes[0].images[0].get_clim() == (-8.0, -2.0)
+    assert lstm_figure.axes[0].images[0].get_clim() == (-8.0, -2.0)
+    # plot_runs over the two runs (as over a multirun): one figure per epoch, each run's last ratio
+    tags = ["gradient_flow/log10_norm_by_step/*", "gradient_flow/log10_first_over_last"]
+    command = ["scripts/plot_runs.py", str(tmp_path), "--tags", *tags, "--last"]
+    result = subprocess.run(
+        [sys.executable, *command, "--out", str(tmp_path / "plots")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert {p.name for p in (tmp_path / "plots").glob("*.png")} == {
+        "gradient_flow_log10_norm_by_step_epoch_0.png",
+        "gradient_flow_log10_norm_by_step_epoch_1.png",
+        "gradient_flow_log10_first_over_last.png",
+    }
+    last = {
+        tuple(line.split("\t")[:2]): float(line.split("\t")[2])
+        for line in result.stdout.splitlines()
+        if "\t" in line
+    }
+    lstm_ratio_tag = events(tmp_path / "run_b").Scalars("gradient_flow/log10_first_over_last")
+    # printed to 6 significant digits
+    assert last["run_a", "gradient_flow/log10_first_over_last"] == pytest.approx(
+        ratios[-1].value, rel=1e-5
+    )
+    assert last["run_b", "gradient_flow/log10_first_over_last"] == pytest.approx(
+        lstm_ratio_tag[-1].value, rel=1e-5
+    )
+
+
+def test_gradient_flow_colours_do_not_follow_the_run(tmp_path):
+    """Two runs whose gradients differ by 10^5 draw the same norm in the same colour."""
+    colours = []
+    for scale in (1e-7, 1e-2):
+        callback = GradientFlow(max_steps=8)
+        callback._record(torch.full((4, 8, 3), scale) * torch.arange(1, 9).view(1, 8, 1))
+        callback.rows.append(callback.epoch_profile())
+        image = callback.figure().axes[0].images[0]
+        assert image.get_clim() == (-8.0, -2.0)
+        colours.append(image.cmap(image.norm(math.log10(3e-5))))
+    assert colours[0] == colours[1]
+    relative = GradientFlow(max_steps=8, log10_range=None, relative=True)
+    relative._record(torch.full((4, 8, 3), 1e-3) * torch.arange(1, 9).view(1, 8, 1))
+    relative.rows.append(relative.epoch_profile())
+    grid = relative.figure().axes[0].images[0].get_array()
+    assert grid[0, -1] == pytest.approx(0.0)  # the last step over itself
+    assert grid[0, 0] == pytest.approx(math.log10(1 / 8))
+    with pytest.raises(ValueError, match="callbacks.gradient_flow.log10_range"):
+        GradientFlow(log10_range=(0.0, -1.0))
 
 
 def test_confusion_matrix_image_and_val_best_hparam(make_cfg, tmp_path):
