@@ -1,12 +1,14 @@
-"""Character language models: a shared base, and the stream model trained with truncated BPTT.
+"""Token language models: a shared base, and the stream model trained with truncated BPTT.
 
-`CharacterModel` holds what every character model shares: embedding [+ a condition] ->
-recurrent backbone -> dropout -> linear over the vocabulary (tied or not), the per-character loss
-and bits-per-character metrics, and sampling, as ids or as text with the data's own vocabulary
-and tokeniser (they travel in the checkpoint's hyperparameters). Two tasks build on it:
+`CharacterModel` holds what every character or word model shares: embedding [+ a condition] ->
+recurrent backbone -> dropout -> linear over the vocabulary (tied or not), the per-token loss
+and bits-per-character metrics (character level only), and sampling, as ids or as text with the
+data's own vocabulary and tokeniser (they travel in the checkpoint's hyperparameters). Two tasks
+build on it:
 
-- `LanguageModelTask` (here): streams (Tiny Shakespeare, data/shakespeare.py), consecutive
-  (B, T) windows of B parallel streams, `inputs` and `targets`. The hidden state left by one
+- `LanguageModelTask` (here): streams of characters or words (data=corpus, Tiny Shakespeare),
+  consecutive (B, T) windows of B parallel streams, `inputs` and `targets`, reporting
+  perplexity beside the loss. The hidden state left by one
   window starts the next, detached so gradients stop at the window's edge, and is reset at the
   start of every epoch and of every evaluation pass::
 
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
+from rnnlab.data.corpus import join_tokens, stream_tokens
 from rnnlab.data.tokenizers import BOS, EOS, Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
 from rnnlab.tasks.base import BaseTask
@@ -83,12 +86,27 @@ class CharacterModel(BaseTask):
         self.dropout = nn.Dropout(output_dropout)
         self.decoder = nn.Linear(self.backbone.output_size, vocab_size)
         if tie_weights:
+            # The output layer is the embedding table itself (Press & Wolf 2017), so the
+            # backbone's output must have the embedding's size. An error rather than a
+            # projection: a projection is a layer the tied models of the literature and
+            # PyTorch's word_language_model example do not have.
             if self.backbone.output_size != embedding_dim:
-                raise ConfigError("task.tie_weights needs model.hidden_size == task.embedding_dim")
+                raise ConfigError(
+                    f"task.tie_weights=true needs model.hidden_size "
+                    f"({self.backbone.output_size}) == task.embedding_dim ({embedding_dim}): "
+                    "set them equal, or task.tie_weights=false"
+                )
+            # the example's uniform(-0.1, 0.1): the N(0, 1) embedding default gives the tied
+            # output layer logits of the scale of sqrt(H) at the start
+            nn.init.uniform_(self.encoder.encode.weight, -0.1, 0.1)
+            with torch.no_grad():
+                self.encoder.encode.weight[pad_id].zero_()
             self.decoder.weight = self.encoder.encode.weight
         # the text pipeline the data used, so a checkpoint samples text on its own
         self.vocab = Vocabulary(tokens) if tokens else None
         self.tokenizer = tokenizer_from_config(tokenizer) if tokenizer else None
+        # bits per character only where a token is a character
+        self.per_character = not tokenizer or tokenizer.get("kind") != "word"
         self.train_loss, self.train_bpc = MeanMetric(), MeanMetric()  # over every rank's characters
         self.val_loss = MeanMetric()  # weighted by characters: the loss over the whole split
 
@@ -111,9 +129,10 @@ class CharacterModel(BaseTask):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, characters = self._loss(batch)
         self.train_loss(loss.detach(), characters)
-        self.train_bpc.update(loss.detach() / math.log(2), characters)
         self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/bpc", self.train_bpc, on_step=False, on_epoch=True)
+        if self.per_character:
+            self.train_bpc.update(loss.detach() / math.log(2), characters)
+            self.log("train/bpc", self.train_bpc, on_step=False, on_epoch=True)
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
@@ -122,13 +141,20 @@ class CharacterModel(BaseTask):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.val_loss.update(*self._loss(batch))
 
+    def split_metrics(self, split: str, loss: Tensor) -> dict[str, Tensor]:
+        """What an evaluation pass reports from its mean loss per token."""
+        values = {f"{split}/loss": loss}
+        if self.per_character:
+            values[f"{split}/bpc"] = loss / math.log(2)
+        return values
+
     def log_split_loss(self, split: str) -> dict[str, Tensor]:
-        """Log and return `<split>/loss` and `<split>/bpc` over the pass, and start afresh."""
+        """Log and return `split_metrics` over the pass, and start afresh."""
         loss = self.val_loss.compute()
         self.val_loss.reset()
-        values = {f"{split}/loss": loss, f"{split}/bpc": loss / math.log(2)}
-        self.log(f"{split}/loss", loss, prog_bar=split == "val")
-        self.log(f"{split}/bpc", values[f"{split}/bpc"])
+        values = self.split_metrics(split, loss)
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name == "val/loss")
         return values
 
     def on_validation_epoch_end(self) -> None:
@@ -200,19 +226,22 @@ class CharacterModel(BaseTask):
     ) -> str:
         """The text sampled after `prompt` (not repeated), with the data's own vocabulary.
 
-        A stream model continues the prompt for `length` characters; a sequence model starts
-        after `<s>`, stops at `</s>` and, when conditional, needs `condition` (a label such as
-        "Russian").
+        A stream model continues the prompt for `length` tokens: characters, or words joined
+        by spaces with `<eos>` a newline (a prompt's unknown words read as `<unk>`). A sequence
+        model starts after `<s>`, stops at `</s>` and, when conditional, needs `condition` (a
+        label such as "Russian").
         """
         if self.vocab is None or self.tokenizer is None:
             raise ConfigError(
                 "this model holds no vocabulary or tokeniser (its data gave none): it samples ids "
                 "with generate(), not text"
             )
-        tokens = self.tokenizer(prompt)
+        tokens = stream_tokens(self.tokenizer, prompt)
         unknown = sorted({t for t in tokens if t not in self.vocab.index})
-        if unknown:
+        if unknown and self.per_character:
             raise ConfigError(f"prompt characters {unknown} are not in the model's vocabulary")
+        if unknown:
+            log.warning("prompt words %s are not in the model's vocabulary: read as <unk>", unknown)
         if self.whole_sequences:
             tokens = [BOS, *tokens]
         if not tokens:
@@ -236,11 +265,14 @@ class CharacterModel(BaseTask):
             condition=condition_id,
             stop_id=self.vocab.index[EOS] if self.whole_sequences else None,
         )
-        return "".join(self.vocab.decode(ids))
+        text = join_tokens(self.vocab.decode(ids), words=not self.per_character)
+        # the first word follows the prompt's last with a space, unless the prompt ends a line
+        return text.lstrip(" ") if not prompt or prompt[-1].isspace() else text
 
 
 class LanguageModelTask(CharacterModel):
-    """A character stream with truncated BPTT; the carried state travels in checkpoints."""
+    """A character or word stream with truncated BPTT; the carried state travels in
+    checkpoints. Evaluation reports perplexity, the exponential of the loss per token."""
 
     def __init__(
         self,
@@ -280,6 +312,9 @@ class LanguageModelTask(CharacterModel):
         self.state = detach_state(state)
         targets = batch["targets"]
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten()), targets.numel()
+
+    def split_metrics(self, split: str, loss: Tensor) -> dict[str, Tensor]:
+        return super().split_metrics(split, loss) | {f"{split}/ppl": loss.exp()}
 
     def on_train_epoch_start(self) -> None:
         self.state = None
