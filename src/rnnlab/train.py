@@ -295,35 +295,54 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 @rank_zero_only
 def report_end(
-    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float], seconds: float
+    cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float | str], seconds: float
 ) -> None:
     """The end-of-run line, and `run.json` with the same facts (metrics.json holds numbers
     that are compared across runs; a path and a wall time are not)."""
     record = next((c for c in trainer.callbacks if isinstance(c, ValidationLog)), None)
     best_epoch = record.best_epoch if record else None
     best_path = best_checkpoint(trainer)
-    tests = {k: v for k, v in sorted(metrics.items()) if k.startswith("test/")}
+    reported = metrics.get("reported_split", "test")
+    tests = {k: v for k, v in sorted(metrics.items()) if k.startswith(f"{reported}/")}
     monitor = cfg.task.monitor
     best = metrics.get(f"{monitor}_best", record.best if record else None)
     parts = [f"done in {duration(seconds)}"]
     if best is not None:
         parts.append(f"best {monitor} {best:.4g} at epoch {best_epoch} ({best_path})")
     if tests:
-        parts.append(" ".join(f"{k} {v:.4g}" for k, v in tests.items()))
+        no_test = "" if reported == "test" else "no test split, best checkpoint's "
+        parts.append(no_test + " ".join(f"{k} {v:.4g}" for k, v in tests.items()))
     log.info(" | ".join(parts))
     summary = {
         "run_dir": str(Path(cfg.paths.output_dir).resolve()),
         "best_epoch": best_epoch,
         "best_checkpoint": best_path,
         "best": {monitor: best},
-        "test": tests,
+        "test": tests if reported == "test" else {},
+        "reported_split": reported,
         "wall_time_s": round(seconds, 3),
     }
     atomic_write_text(Path(cfg.paths.output_dir) / "run.json", json.dumps(summary, indent=2) + "\n")
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit and/or test as the config says; return every logged metric as floats."""
+def score(
+    trainer: L.Trainer,
+    task: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None,
+) -> dict[str, float | str]:
+    """Test metrics of `task` (of the weights at `ckpt_path`, if given). Data without a labelled
+    test split (`data=text` on GLUE, say) is validated instead, and `reported_split` says so."""
+    if datamodule.test_set is not None:
+        trainer.test(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=interactive())
+        return to_floats(trainer.callback_metrics)
+    trainer.validate(task, datamodule=datamodule, ckpt_path=ckpt_path, verbose=interactive())
+    return {**to_floats(trainer.callback_metrics), "reported_split": "val"}
+
+
+def train(cfg: DictConfig) -> dict[str, float | str]:
+    """Fit and/or test as the config says; return every logged metric as floats (and, for
+    data without a test split, `reported_split`: "val")."""
     started = time.monotonic()
     tune_malloc()
     quiet_lightning()
@@ -370,7 +389,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("run directory %s", Path(cfg.paths.output_dir).resolve())
         log.info(run_summary(cfg, trainer, task))
 
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float | str] = {}
     status = "failed"
     try:
         if cfg.get("train", True):
@@ -389,8 +408,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 log.warning("no best checkpoint was saved; testing the final weights")
             test_ckpt = best if cfg.get("train", True) else cfg.get("ckpt_path")
             # the table of test metrics in a terminal; the end-of-run line has them everywhere
-            trainer.test(task, datamodule=datamodule, ckpt_path=test_ckpt, verbose=interactive())
-            metrics.update(to_floats(trainer.callback_metrics))
+            metrics.update(score(trainer, task, datamodule, test_ckpt))
         record = next(c for c in trainer.callbacks if isinstance(c, ValidationLog))
         if record.best_epoch is not None:
             metrics["best_epoch"] = float(record.best_epoch)
@@ -440,8 +458,9 @@ def run(cfg: DictConfig) -> float | None:
     return objective(cfg, metrics) if cfg.get("optimized_metric") else None
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint at `cfg.ckpt_path` on the data config's test split."""
+def evaluate(cfg: DictConfig) -> dict[str, float | str]:
+    """Test the checkpoint at `cfg.ckpt_path` on the data config's test split (validate it when
+    the data has no labelled test split)."""
     if not cfg.get("ckpt_path"):
         raise ConfigError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
     tune_malloc()
@@ -465,11 +484,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         enable_progress_bar=bool(cfg.trainer.get("enable_progress_bar", True)) and interactive(),
     )
     try:
-        trainer.test(task, datamodule=datamodule, verbose=interactive())
-        metrics = to_floats(trainer.callback_metrics)
+        metrics = score(trainer, task, datamodule, None)
         if trainer.is_global_zero:
             log.info(
-                "%s: %s", ckpt_path, " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+                "%s: %s",
+                ckpt_path,
+                " ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in sorted(metrics.items())
+                ),
             )
         Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
         # which checkpoint these numbers belong to travels with them

@@ -44,6 +44,10 @@ def data_folder(tmp_path, data):
     elif data in ("adding", "copy"):
         length = "data.seq_len=16" if data == "adding" else "data.blanks=16"
         return [length, "data.num_train=64", "data.num_val=32", "data.num_test=32"]
+    elif data == "text":  # IMDb's parquet files read as local files of the parquet builder
+        files = {s: str(write_imdb(root / "text") / f"{s}.parquet") for s in ("train", "test")}
+        listed = ",".join(f"{split}:'{path}'" for split, path in files.items())
+        return ["data.path=parquet", f"data.data_files={{{listed}}}", "data.batch_size=4"]
     elif data == "music":
         write_mat(root / "music")
         return [f"data.data_dir={root}", "data.batch_size=4"]
