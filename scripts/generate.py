@@ -1,6 +1,8 @@
 """Sample text from a language-model checkpoint, or music from a piano-roll checkpoint.
 
-Text (data=shakespeare): prints the prompt followed by `length` sampled characters.
+Text (data=shakespeare, data=corpus): prints the prompt followed by `length` sampled tokens:
+characters, or for a word-level model words joined by spaces (`<eos>` a newline), the prompt
+read with the checkpoint's own tokeniser and vocabulary.
     python scripts/generate.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt \\
         prompt="ROMEO:" length=500 temperature=0.8 top_k=20 seed=0
 Names (data=names_gen): prints `samples` names of the language, each started by the prompt.

@@ -40,6 +40,7 @@ def series_overrides(path, *extra):
 
 
 def datamodule(make_cfg, overrides):
+    """The data config of `overrides`, instantiated and set up."""
     dm = build(make_cfg(overrides).data)
     dm.setup()
     return dm
