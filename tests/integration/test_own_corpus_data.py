@@ -128,6 +128,20 @@ def test_word_vocabulary_is_capped_by_training_frequency_with_unk(make_cfg, corp
     assert dm.spec.tokenizer == {"kind": "word", "lowercase": True}
 
 
+def test_a_literal_unk_in_the_text_is_the_unknown_word(make_cfg, corpus):
+    (corpus / "ptb.txt").write_text(" the <unk> fox <unk>.\n" * 60, encoding="utf-8")
+    dm = datamodule(make_cfg, small(f"data.path={corpus / 'ptb.txt'}", "data.level=word"))
+    assert dm.vocab.decode(dm.datasets["train"][:6].tolist()) == [
+        "the",
+        "<unk>",
+        "fox",
+        "<unk>",
+        ".",
+        LINE_END,
+    ]
+    assert "unk" not in dm.vocab.index and dm.vocab.tokens[1] == "<unk>"
+
+
 def test_tied_embeddings_share_one_parameter_and_one_gradient():
     torch.manual_seed(0)
     tied = LanguageModelTask(

@@ -13,7 +13,8 @@ batch k+1::
 
 Word level (`level: word`) reads lower-cased words with punctuation split off and ends every
 line with `<eos>`, as PyTorch's word_language_model example does; its vocabulary is the
-`max_vocab` most frequent training words, the rest read as `<unk>`. Character level keeps every
+`max_vocab` most frequent training words, the rest read as `<unk>` (as does a literal `<unk>`
+in the text, Penn Treebank's and WikiText's mark). Character level keeps every
 training character. Either way the vocabulary comes from the training part only.
 
 Beside the whole-stream loss, evaluation can report nanoGPT's estimator, the one its published
@@ -35,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rnnlab.data.base import DataModule, replica, require_positive_ints, split_loader
 from rnnlab.data.spec import DataSpec
-from rnnlab.data.tokenizers import CharTokenizer, Vocabulary, WordTokenizer
+from rnnlab.data.tokenizers import UNK, CharTokenizer, Vocabulary, WordTokenizer
 from rnnlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,16 @@ log = logging.getLogger(__name__)
 # the end of a line in word-level streams (PyTorch's word_language_model example)
 LINE_END = "<eos>"
 LEVELS = ("char", "word")
+
+
+def line_words(tokenizer: WordTokenizer, line: str) -> list[str]:
+    """The words of a line, a literal `<unk>` kept whole: Penn Treebank and WikiText files
+    already mark their rare words so, and the word pattern would cut it into three tokens."""
+    first, *rest = line.split(UNK)
+    words = tokenizer(first)
+    for piece in rest:
+        words += [UNK, *tokenizer(piece)]
+    return words
 
 
 def stream_tokens(tokenizer: CharTokenizer | WordTokenizer, text: str) -> list[str]:
@@ -53,9 +64,9 @@ def stream_tokens(tokenizer: CharTokenizer | WordTokenizer, text: str) -> list[s
     tokens: list[str] = []
     *lines, last = text.split("\n")
     for line in lines:
-        tokens += tokenizer(line)
+        tokens += line_words(tokenizer, line)
         tokens.append(LINE_END)
-    return tokens + tokenizer(last)
+    return tokens + line_words(tokenizer, last)
 
 
 def join_tokens(tokens: Sequence[str], words: bool) -> str:
