@@ -22,7 +22,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,6 +33,7 @@ from rnnlab.data.spec import DataSpec
 from rnnlab.data.storage import atomic_write_text
 from rnnlab.errors import ConfigError
 from rnnlab.hardware import resolve_precision
+from rnnlab.loggers import TensorBoardLogger
 from rnnlab.models import RecurrentBackbone
 from rnnlab.naming import register_resolvers
 from rnnlab.progress import (
@@ -423,21 +424,19 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
 
 
 def log_hparams(loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Write the curated hparams with the run's real results as `hp/*` metrics."""
-    hp_metrics = {
-        f"hp/{key.replace('/', '_')}": value
+    """Write the curated hparams; HPARAMS compares runs by the `val/*_best` and `test/*` scalars
+    they already logged (no copies of them: SCALARS would show each final metric twice)."""
+    columns = [
+        key
         for key, value in metrics.items()
-        if key.startswith(("val/", "test/")) and math.isfinite(value)
-    }
-    best = next((k for k in metrics if k.startswith("val/") and k.endswith("_best")), None)
-    if best is not None and math.isfinite(metrics[best]):
-        hp_metrics["hp/val_best"] = metrics[best]  # the monitored metric's best, any task
+        if (key.startswith("test/") or (key.startswith("val/") and key.endswith("_best")))
+        and math.isfinite(value)
+    ]
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(hparams, hp_metrics)
+            logger.log_hyperparams(hparams, columns)
         else:
             logger.log_hyperparams(hparams)
-            logger.log_metrics(hp_metrics)
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float:

@@ -11,6 +11,8 @@ import sys
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams.api_pb2 import DataType
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from rnnlab.callbacks import GradientFlow
 from rnnlab.train import train
@@ -135,12 +137,31 @@ def test_gradient_flow_colours_do_not_follow_the_run(tmp_path):
         GradientFlow(log10_range=(0.0, -1.0))
 
 
-def test_confusion_matrix_image_and_val_best_hparam(make_cfg, tmp_path):
+def test_confusion_matrix_image_and_hparams_columns(make_cfg, tmp_path):
     train(make_cfg([*TINY_RECALL, "trainer.max_epochs=1", "~callbacks.progress_bar"]))
     accumulator = events(tmp_path)
     assert "val/confusion_matrix" in accumulator.Tags()["images"]
-    hparams_files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-    assert b"hp/val_best" in b"".join(p.read_bytes() for p in hparams_files)
+    scalars = set(accumulator.Tags()["scalars"])
+    # SCALARS opens on the run's metrics: no `epoch` card, no hp/* copies of final metrics
+    assert "epoch" not in scalars
+    assert not [tag for tag in scalars if tag.startswith("hp/")]
+    hparams = {
+        tag: HParamsPluginData.FromString(content)
+        for tag, content in accumulator.PluginTagToContent("hparams").items()
+    }
+    experiment = hparams["_hparams_/experiment"].experiment
+    columns = {info.name.tag for info in experiment.metric_infos}
+    # the columns are the run's own best validation and test scalars, each named once
+    assert columns == {"val/acc_best", "test/acc", "test/f1", "test/loss"}
+    assert columns <= scalars
+    # booleans are booleans (torch's summary alone stores bool as a number: 0.0000 in HPARAMS)
+    types = {info.name: DataType.Name(info.type) for info in experiment.hparam_infos}
+    assert types["bidirectional"] == "DATA_TYPE_BOOL"
+    assert types["hidden_size"] == "DATA_TYPE_FLOAT64" and types["cell"] == "DATA_TYPE_STRING"
+    started = hparams["_hparams_/session_start_info"].session_start_info.hparams
+    assert started["bidirectional"].WhichOneof("kind") == "bool_value"
+    assert started["bidirectional"].bool_value is False
+    assert started["hidden_size"].number_value == 16
 
 
 def test_plot_runs_writes_one_png_per_metric(make_cfg, tmp_path):

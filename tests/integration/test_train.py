@@ -75,8 +75,6 @@ def test_short_run_writes_tensorboard_scalars_and_hparams(short_run):
         "val/acc_best",
         "test/acc",
         "test/f1",
-        "hp/val_acc_best",
-        "hp/test_acc",
         "lr-AdamW/decay",
     }
     assert expected <= tags, expected - tags
