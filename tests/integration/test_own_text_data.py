@@ -19,6 +19,7 @@ import torch
 from rnnlab.data.imdb import ImdbDataModule
 from rnnlab.data.text_classification import SEP, TextClassificationDataModule
 from rnnlab.errors import ConfigError
+from rnnlab.predict import Classifier
 from rnnlab.train import evaluate, train
 from rnnlab.utils import build, read_checkpoint
 from tests.conftest import ROOT, shared_data
@@ -111,6 +112,9 @@ def test_glue_test_labels_of_minus_one_are_skipped_and_the_best_checkpoint_valid
     evaluated = evaluate(make_cfg(["data=text", *overrides, *TINY, f"ckpt_path={best}"], "eval"))
     assert evaluated["reported_split"] == "val"
     assert evaluated["val/acc"] == pytest.approx(metrics["val/acc"], abs=1e-6)
+    # prediction reads the vocabulary and class names from the checkpoint alone
+    predictions = Classifier(best)(["a warm and lovely film", "a dull mess"])
+    assert [p.label in ("0", "1") and 0.5 <= p.probability <= 1 for p in predictions] == [True] * 2
 
 
 def test_csv_with_four_string_labels(make_cfg, tmp_path):
