@@ -21,6 +21,7 @@ import numpy as np
 from rnnlab.errors import ConfigError
 from rnnlab.tasks import (
     ClassificationTask,
+    CTCTask,
     ForecastingTask,
     LanguageModelTask,
     NameGenerationTask,
@@ -40,6 +41,7 @@ TASK_USES: dict[type[L.LightningModule], tuple[str, str]] = {
     RegressionTask: ("regression", "data=adding"),
     SequenceLabelingTask: ("sequence labelling", "data=copy"),
     PianoRollTask: ("piano-roll music", "data=music; scripts/generate.py"),
+    CTCTask: ("CTC recognition", "data=fsdd_connected; scripts/transcribe.py"),
 }
 
 

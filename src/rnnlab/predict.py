@@ -15,10 +15,11 @@ import lightning as L
 import torch
 
 from rnnlab.checkpoints import require_task, task_of
+from rnnlab.data.audio import FramePipeline, read_wav
 from rnnlab.data.collate import PadCollate
 from rnnlab.data.tokenizers import Vocabulary, tokenizer_from_config
 from rnnlab.errors import ConfigError
-from rnnlab.tasks import CharacterModel, ClassificationTask, TranslationTask
+from rnnlab.tasks import CharacterModel, ClassificationTask, CTCTask, TranslationTask
 from rnnlab.utils import read_checkpoint
 
 
@@ -191,3 +192,33 @@ class Translator:
         for i, text in zip(todo, self.task.texts(outputs), strict=True):
             results[i] = text
         return results
+
+
+class Transcriber:
+    """A speech checkpoint plus the audio front end it was trained with (features, normalisation
+    statistics, frame stacking: its datamodule state). A CTC model (data=fsdd_connected) gives a
+    digit string per recording, an isolated-digit classifier (data=fsdd) one digit. Recordings
+    at another sample rate are resampled to the checkpoint's."""
+
+    def __init__(self, ckpt_path: str | Path) -> None:
+        checkpoint = read_checkpoint(ckpt_path)
+        states = [v for v in checkpoint.values() if isinstance(v, dict) and "stack_frames" in v]
+        task_class = task_of(checkpoint)
+        if not states or task_class not in (CTCTask, ClassificationTask):
+            raise ConfigError(
+                f"ckpt_path={str(ckpt_path)!r} holds no speech model: train one with "
+                "data=fsdd_connected (or data=fsdd)"
+            )
+        self.pipeline = FramePipeline.from_state(states[0])
+        self.labels = states[0]["labels"]
+        self.task = task_class.load_from_checkpoint(ckpt_path, map_location="cpu")
+        self.task.eval()
+
+    def __call__(self, paths: list[str | Path], beam_size: int | None = None) -> list[str]:
+        rate = self.pipeline.features.sample_rate
+        frames = [self.pipeline(read_wav(path, rate, resample=True)) for path in paths]
+        batch = PadCollate(0)([(f, torch.tensor(0)) for f in frames])
+        if isinstance(self.task, CTCTask):
+            return self.task.transcribe(batch["inputs"], batch["lengths"], beam_size)
+        best = self.task.predict_proba(batch["inputs"], batch["lengths"]).argmax(dim=-1)
+        return [self.labels[int(i)] for i in best]

@@ -1,6 +1,7 @@
 """LightningModules, one per sequence shape: each owns its loss, metrics and optimisation."""
 
 from rnnlab.tasks.classification import ClassificationTask
+from rnnlab.tasks.ctc import CTCTask
 from rnnlab.tasks.forecasting import ForecastingTask
 from rnnlab.tasks.language_model import CharacterModel, LanguageModelTask
 from rnnlab.tasks.music import PianoRollTask
@@ -11,6 +12,7 @@ from rnnlab.tasks.translation import TranslationTask
 
 __all__ = [
     "CharacterModel",
+    "CTCTask",
     "ClassificationTask",
     "ForecastingTask",
     "LanguageModelTask",
