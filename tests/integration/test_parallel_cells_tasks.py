@@ -51,6 +51,14 @@ def data_folder(tmp_path, data):
     elif data == "music":
         write_mat(root / "music")
         return [f"data.data_dir={root}", "data.batch_size=4"]
+    elif data == "series":  # the ETT fixture read as any CSV, split by ratios
+        write_csv(root / "series")
+        path = root / "series" / "ETTh1.csv"
+        return [f"data.path={path}", "data.lookback=24", "data.horizon=12", "task.segment_len=6"]
+    elif data == "corpus":
+        (root / "corpus").mkdir(parents=True)
+        (root / "corpus" / "input.txt").write_text(TEXT, encoding="utf-8")
+        return [f"data.path={root / 'corpus' / 'input.txt'}", "data.batch_size=4", "data.bptt=16"]
     return [f"paths.data_dir={root}", "data.batch_size=8"]
 
 
