@@ -96,8 +96,9 @@ class CharacterModel(BaseTask):
                     f"({self.backbone.output_size}) == task.embedding_dim ({embedding_dim}): "
                     "set them equal, or task.tie_weights=false"
                 )
-            # the example's uniform(-0.1, 0.1): the N(0, 1) embedding default gives the tied
-            # output layer logits of the scale of sqrt(H) at the start
+            # the example's uniform(-0.1, 0.1) for the shared table: with nn.Embedding's N(0, 1)
+            # rows the first logits would spread as the hidden state's norm, which grows as
+            # sqrt(H), where an untied nn.Linear starts near zero
             nn.init.uniform_(self.encoder.encode.weight, -0.1, 0.1)
             with torch.no_grad():
                 self.encoder.encode.weight[pad_id].zero_()
