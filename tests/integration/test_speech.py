@@ -11,6 +11,7 @@ import librosa
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rnnlab.data.audio import FeatureConfig, FeatureExtractor, read_wav, write_wav
 from rnnlab.data.fsdd import FSDDConnectedDataModule, FSDDDataModule
@@ -201,6 +202,27 @@ def test_transcribe_uses_only_the_checkpoint(fsdd_dir, make_cfg, tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == f"{expected[0]}\t{joined}"
     assert len(lines) == 2 and lines[1].endswith(f"\t{files[0]}")
+
+
+def test_the_ctc_alignment_of_a_validation_utterance_is_drawn_each_epoch(
+    fsdd_dir, make_cfg, tmp_path
+):
+    cfg = make_cfg(
+        [
+            "data=fsdd_connected",
+            f"data.data_dir={fsdd_dir}",
+            "model.hidden_size=8",
+            "trainer.max_epochs=2",
+            "trainer.accelerator=cpu",
+            "data.batch_size=8",
+            "test=false",
+            *[f"data.{key}={value}" for key, value in CONNECTED.items()],
+        ]
+    )
+    train(cfg)
+    events = EventAccumulator(str(next((tmp_path / "tensorboard").rglob("events.out.*")).parent))
+    events.Reload()
+    assert len(events.Images("val/ctc_alignment")) == 2  # one each epoch, none at the sanity check
 
 
 def write_raw(path, channels=1, rate=RATE, samples=800):
