@@ -256,6 +256,17 @@ def test_bad_recordings_name_the_file(fsdd_dir, tmp_path, name, make, message):
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_recording_to_transcribe_at_another_rate_is_resampled(tmp_path):
+    t = np.arange(16000) / 16000  # one second of 440 Hz at 16 kHz
+    write_wav(tmp_path / "a.wav", 0.5 * np.sin(2 * np.pi * 440 * t), 16000)
+    with pytest.raises(ConfigError, match="sampled at 16000 Hz"):
+        read_wav(tmp_path / "a.wav", RATE)
+    samples = read_wav(tmp_path / "a.wav", RATE, resample=True)
+    assert len(samples) == RATE
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert int(np.argmax(spectrum)) == 440  # 1 Hz bins over one second: the pitch is kept
+
+
 def test_unknown_test_speaker_lists_the_speakers(fsdd_dir, tmp_path):
     with pytest.raises(ConfigError, match="data.test_speaker='zoe'.*alice, bob, carol"):
         isolated(fsdd_dir, tmp_path, test_speaker="zoe")
