@@ -10,6 +10,7 @@ from rnnlab.train import train
 from tests.integration.test_forecasting import write_csv
 from tests.integration.test_language_model import TEXT
 from tests.integration.test_music import write_mat
+from tests.integration.test_speech import CONNECTED, write_fsdd
 from tests.integration.test_text_data import write_imdb, write_names
 from tests.integration.test_translation import write_multi30k
 
@@ -59,6 +60,10 @@ def data_folder(tmp_path, data):
         (root / "corpus").mkdir(parents=True)
         (root / "corpus" / "input.txt").write_text(TEXT, encoding="utf-8")
         return [f"data.path={root / 'corpus' / 'input.txt'}", "data.batch_size=4", "data.bptt=16"]
+    elif data in ("fsdd", "fsdd_connected"):
+        write_fsdd(root)
+        sizes = [f"data.{k}={v}" for k, v in CONNECTED.items()] if data == "fsdd_connected" else []
+        return [f"data.data_dir={root}", "data.batch_size=8", *sizes]
     return [f"paths.data_dir={root}", "data.batch_size=8"]
 
 
@@ -76,6 +81,8 @@ def data_folder(tmp_path, data):
         "adding",
         "copy",
         "music",
+        "fsdd",
+        "fsdd_connected",
     ],
 )
 @pytest.mark.parametrize("model", ["mingru", "minlstm"])
