@@ -122,6 +122,20 @@ class BaseTask(L.LightningModule):
         self.monitor_best(values[self.monitor])
         self.log(f"{self.monitor}_best", self.monitor_best.compute(), prog_bar=True)
 
+    def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+        """The loss of one batch of `split` (train, val or test), its metrics updated: tasks
+        whose three steps differ only in the split implement this and inherit the steps."""
+        raise NotImplementedError(f"{type(self).__name__} defines its own steps")
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        return self.shared_step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self.shared_step(batch, "test")
+
     def build_encoder_and_backbone(
         self,
         model: dict[str, Any],

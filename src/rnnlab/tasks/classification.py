@@ -86,7 +86,8 @@ class ClassificationTask(BaseTask):
         encoded = self.backbone(self.encoder(inputs), lengths)
         return self.head(self.pooling(encoded, lengths))
 
-    def _step(self, batch: dict[str, Tensor], split: str, metrics: MetricCollection) -> Tensor:
+    def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+        metrics = getattr(self, f"{split}_metrics")
         logits = self(batch["inputs"], batch["lengths"])
         labels = batch["labels"]
         # class weights and smoothing shape training only; validation and test report the plain
@@ -115,15 +116,6 @@ class ClassificationTask(BaseTask):
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split != "train")
         return loss
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train", self.train_metrics)
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val", self.val_metrics)
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test", self.test_metrics)
 
     def on_validation_epoch_end(self) -> None:
         confusion = self.val_confusion.compute()

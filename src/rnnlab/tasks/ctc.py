@@ -156,7 +156,7 @@ class CTCTask(BaseTask):
             ]
         return ["".join(self.labels[label] for label in labels) for labels in decoded]
 
-    def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+    def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         log_probs = self(batch["inputs"], batch["lengths"])
         losses = self.ctc_losses(log_probs, batch)
         label_count = batch["target_lengths"].sum()
@@ -177,15 +177,6 @@ class CTCTask(BaseTask):
         exact = [float(p == r) for p, r in zip(predictions, references, strict=True)]
         getattr(self, f"{split}_acc").update(torch.tensor(exact, device=self.device))
         return loss
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def epoch_values(self, split: str) -> dict[str, Tensor]:
         """Log and return the split's metrics over the pass, and start afresh."""

@@ -67,7 +67,7 @@ class PianoRollTask(BaseTask):
         nll = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1)
         return nll, valid_mask(batch["lengths"], targets.size(1), targets.device)
 
-    def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+    def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         nll, valid = self.frame_nll(batch)
         loss = nll[valid].mean()
         epoch_loss = getattr(self, f"{split}_loss")
@@ -75,15 +75,6 @@ class PianoRollTask(BaseTask):
         if split == "train":
             self.log("train/loss", epoch_loss, on_step=True, on_epoch=True, prog_bar=True)
         return loss
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def split_loss(self, split: str) -> dict[str, Tensor]:
         metric = getattr(self, f"{split}_loss")

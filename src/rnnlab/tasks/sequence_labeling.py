@@ -66,7 +66,7 @@ class SequenceLabelingTask(BaseTask):
         """(B, T) ids or (B, T, F) features -> (B, T, C) logits."""
         return self.head(self.backbone(self.encoder(inputs), lengths).outputs)
 
-    def _step(self, batch: dict[str, Tensor], split: str) -> Tensor:
+    def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         logits = self(batch["inputs"], batch.get("lengths"))
         targets = batch["targets"]
         valid = torch.ones_like(targets, dtype=torch.bool)
@@ -84,15 +84,6 @@ class SequenceLabelingTask(BaseTask):
         if bool(symbols.any()):
             getattr(self, f"{split}_acc_symbols").update(correct[symbols])
         return loss
-
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def epoch_values(self, split: str) -> dict[str, Tensor]:
         """Log and return the split's metrics over the pass, and start afresh."""
