@@ -400,3 +400,20 @@ def test_full_imdb_through_local_parquet_files(tmp_path):
     dm.setup()
     assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (22500, 2500, 25000)
     assert dm.labels == ["0", "1"] and Counter(dm.test_set.labels.tolist()) == {0: 12500, 1: 12500}
+
+
+def test_missing_labels_are_named_not_blamed_on_the_dtype(tmp_path):
+    """One empty label cell turns a CSV's integer labels into floats (and string labels into
+    None): the error names the missing values and their row, not the dtype."""
+    frame = pd.DataFrame({"text": [f"word {i}" for i in range(16)], "label": [0, 1] * 8})
+    for labels, name in ((frame["label"], "ints"), (frame["label"].map({0: "neg", 1: "pos"}), "s")):
+        path = tmp_path / f"{name}.csv"
+        frame.assign(label=labels.astype(object).where(frame.index != 5, None)).to_csv(
+            path, index=False
+        )
+        with pytest.raises(
+            ConfigError,
+            match=r"the train split .* has 1 missing data.label_column='label' values, "
+            r"the first in row 5: fill or drop them",
+        ):
+            module(tmp_path, path="csv", data_files=str(path)).setup()

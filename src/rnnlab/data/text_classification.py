@@ -38,6 +38,7 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
 from torch.utils.data import DataLoader
@@ -290,6 +291,19 @@ class TextClassificationDataModule(SequenceDataModule):
                     f"its columns: {columns}"
                 )
 
+    def check_missing_labels(self, split: str, part: datasets.Dataset) -> None:
+        """An error for a labelled split with empty labels (a CSV's integer label column with
+        one empty cell reads as floats, which the dtype check would blame instead)."""
+        column = part.data.table.column(self.label_column)
+        missing = pc.is_null(column, nan_is_null=True).to_numpy(zero_copy_only=False)
+        if not missing.any() or (split == "test" and missing.all()):
+            return  # an unlabelled test split is skipped later
+        raise ConfigError(
+            f"the {split} split of {self.source} has {int(missing.sum())} missing "
+            f"data.label_column={self.label_column!r} values, the first in row "
+            f"{int(missing.argmax())}: fill or drop them"
+        )
+
     def class_names(self, train: datasets.Dataset) -> tuple[list[str], dict | None]:
         """The class names, and the map from label values to class ids (None: the values
         are the ids already)."""
@@ -405,6 +419,8 @@ class TextClassificationDataModule(SequenceDataModule):
         }
         if len(parts["train"]) == 0:
             raise ConfigError(f"data.train_split={self.train_split!r} of {self.source} is empty")
+        for split, part in parts.items():
+            self.check_missing_labels(split, part)
         names, to_id = self.class_names(parts["train"])
         if len(names) < 2:
             raise ConfigError(
