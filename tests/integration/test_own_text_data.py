@@ -417,3 +417,19 @@ def test_missing_labels_are_named_not_blamed_on_the_dtype(tmp_path):
             r"the first in row 5: fill or drop them",
         ):
             module(tmp_path, path="csv", data_files=str(path)).setup()
+
+
+def test_a_local_file_as_data_path_is_read_by_its_extension(tmp_path):
+    """data.path=news.csv (one file, as the docs allow) reads it with the csv builder instead
+    of asking the hub for a data set called news.csv; a TSV keeps its tab separator."""
+    frame = news(80, seed=1)
+    frame.to_csv(tmp_path / "news.csv", index=False)
+    frame.to_csv(tmp_path / "news.tsv", index=False, sep="\t")
+    for name in ("news.csv", "news.tsv"):
+        data = module(tmp_path, path=str(tmp_path / name), label_column="topic")
+        data.setup()
+        assert data.labels == sorted(WORDS)
+        assert len(data.train_set) + len(data.val_set) == 80
+    (tmp_path / "news.xyz").write_text("text,label\n")
+    with pytest.raises(ConfigError, match=r"data.path=.*news.xyz.*name its builder"):
+        module(tmp_path, path=str(tmp_path / "news.xyz")).setup()

@@ -40,7 +40,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+from datasets.packaged_modules import _EXTENSION_TO_MODULE, _PACKAGED_DATASETS_MODULES
 from torch.utils.data import DataLoader
 
 from rnnlab.data.base import SequenceDataModule
@@ -229,9 +229,19 @@ class TextClassificationDataModule(SequenceDataModule):
             return self.load_local_copy(local)
         if self.looks_local() and not Path(self.path).expanduser().exists():
             raise MissingFileError(f"data.path={self.path!r} does not exist")
+        path, data_files, options = self.path, self.data_files, {}
+        file = Path(self.path).expanduser()
+        if data_files is None and file.is_file():
+            # datasets reads a folder or a hub id, not one file: the builder of its extension
+            if file.suffix not in _EXTENSION_TO_MODULE:
+                raise ConfigError(
+                    f"data.path={self.path!r}: a file of unknown kind; name its builder "
+                    f"(data.path=csv data.data_files={self.path})"
+                )
+            (path, options), data_files = _EXTENSION_TO_MODULE[file.suffix], str(file)
         try:
             raw = datasets.load_dataset(
-                self.path, self.name, data_files=self.data_files, cache_dir=str(self.cache_dir)
+                path, self.name, data_files=data_files, cache_dir=str(self.cache_dir), **options
             )
         except Exception as error:  # offline, a wrong id or config name, unreadable files
             if not self.is_hub_id():
