@@ -166,3 +166,24 @@ def test_a_date_column_that_does_not_parse_names_the_row_and_key(make_cfg, tmp_p
     frame.to_csv(path, index=False)
     with pytest.raises(ConfigError, match=r"data row 42 has no parsable date.*data.date_column"):
         datamodule(make_cfg, series_overrides(path))
+
+
+def test_a_column_of_words_is_to_be_left_out_with_data_columns(make_cfg, tmp_path):
+    """A station-name column is no typo to fix row by row: the error says to list the value
+    columns; a single bad cell in a numeric column still says to fix the value."""
+    path, frame = write_station(tmp_path / "own")
+    frame.insert(1, "station", "north")
+    frame.to_csv(path, index=False)
+    with pytest.raises(
+        ConfigError, match=r"column 'station' holds 'north', not a number; leave the column out"
+    ):
+        datamodule(make_cfg, series_overrides(path))
+    columns = "data.columns=[pressure,humidity,'wind speed',OT]"
+    assert datamodule(make_cfg, series_overrides(path, columns)).spec.num_features == 4
+    frame = frame.drop(columns="station").astype({"OT": object})
+    frame.loc[7, "OT"] = "1.2.3"
+    frame.to_csv(path, index=False)
+    with pytest.raises(
+        ConfigError, match=r"data row 8, column 'OT' holds '1.2.3', .*fix the value"
+    ):
+        datamodule(make_cfg, series_overrides(path))

@@ -159,9 +159,15 @@ def read_table(path: Path, date_column: str, columns: Sequence[str] | None):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             numbers = pd.to_numeric(frame[column], errors="coerce")
             row = int(np.flatnonzero((numbers.isna() & frame[column].notna()).to_numpy())[0])
+            # a column of words (a station id, say) is left out, not fixed value by value
+            fix = (
+                "leave the column out: list the value columns in data.columns"
+                if numbers.isna().all()
+                else "fix the value"
+            )
             raise ConfigError(
                 f"{path}: data row {row + 1}, column {column!r} holds "
-                f"{frame[column].iloc[row]!r}, not a number; fix the value"
+                f"{frame[column].iloc[row]!r}, not a number; {fix}"
             )
     nan_rows = frame[list(columns)].isna().any(axis=1)
     if nan_rows.any():
