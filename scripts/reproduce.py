@@ -324,7 +324,9 @@ def machine_label(runs: dict[str, dict]) -> str:
             labels.add(machine["gpu"])
         else:
             isa = machine.get("onednn_max_cpu_isa") or machine.get("isa")
-            labels.add(f"{machine.get('cpu')}, {machine.get('cores')} cores, {isa}")
+            threads = machine.get("threads")  # not kept before; then torch's default, = cores
+            used = f", {threads} threads" if threads and threads != machine.get("cores") else ""
+            labels.add(f"{machine.get('cpu')}, {machine.get('cores')} cores{used}, {isa}")
     return "; ".join(sorted(labels))
 
 
@@ -368,12 +370,26 @@ def merge(
     entry["runs"][str(seed)] = result
 
 
-def save(path: Path, store: dict) -> None:
-    """Write the results file atomically: an interrupted run never leaves half a file."""
-    from rnnlab.data.storage import atomic_write_text
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"rows": {}}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(store, indent=1, sort_keys=True) + "\n")
+
+def record(
+    path: Path, row: Row, seed: int, result: dict, quick: bool, extra: tuple[str, ...] = ()
+) -> dict:
+    """Merge one seed's result into the results file as it is now on disk, and return it.
+
+    Two reproduce runs may share the file (two rows at once, on two queues): each re-reads it
+    under a lock, so neither writes back a copy that lacks the other's results. The write is
+    atomic: an interrupted run never leaves half a file.
+    """
+    from rnnlab.data.storage import atomic_write_text, cache_lock
+
+    with cache_lock(path):
+        store = load(path)
+        merge(store, row, seed, result, quick, extra)
+        atomic_write_text(path, json.dumps(store, indent=1, sort_keys=True) + "\n")
+    return store
 
 
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
@@ -412,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
-    store = json.loads(results_file.read_text()) if results_file.is_file() else {"rows": {}}
+    store = load(results_file)
     for row in [] if args.table else rows:
         for seed in args.seeds:
             print(f"{row.name} seed={seed} ...", file=sys.stderr, flush=True)
@@ -420,8 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             result = run(row, seed, out, args.quick, extra)
             if result["status"] == "ok":
                 result["provenance"] = where
-            merge(store, row, seed, result, args.quick, extra)
-            save(results_file, store)
+            store = record(results_file, row, seed, result, args.quick, extra)
             (out / "results.md").write_text(table(store))
     (out / "results.md").write_text(table(store))
     if args.readme:

@@ -52,6 +52,8 @@ def describe_machine(device: torch.device | str | None = None) -> dict[str, Any]
     info: dict[str, Any] = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        # results are bit-identical at one thread count only (reductions split differently)
+        "threads": torch.get_num_threads(),
         "isa": torch.backends.cpu.get_cpu_capability(),
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "cpu_bf16_flags": sorted(flag for flag in BF16_FLAGS if flag in flags),

@@ -45,3 +45,43 @@ def test_overrides_for_a_variant_never_write_into_the_reference_results(tmp_path
     extra = ("task.optimizer.decay_embeddings=true",)
     reproduce.merge(store, ROW, 1, dict(MEASURED), quick=False, extra=extra)
     assert "task.optimizer.decay_embeddings=true" in store["rows"]["r"]["command"]
+
+
+def _record_many(path: str, name: str, seeds: list[int], start) -> None:
+    row = reproduce.Row(name, ["model=lstm"], ["test/acc"], "chance")
+    start.wait()
+    for seed in seeds:
+        reproduce.record(Path(path), row, seed, dict(MEASURED), quick=False)
+
+
+def test_two_runs_sharing_the_results_file_keep_each_others_rows(tmp_path):
+    """Two reproduce queues at once (one per row) each read-merge-write the one results file."""
+    import multiprocessing
+
+    path = tmp_path / "reference.json"
+    context = multiprocessing.get_context("spawn")
+    seeds = list(range(100))
+    start = context.Event()
+    workers = [
+        context.Process(target=_record_many, args=(str(path), name, seeds, start)) for name in "ab"
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()  # both started: their writes interleave
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    rows = reproduce.load(path)["rows"]
+    assert sorted(rows) == ["a", "b"]
+    assert all(sorted(rows[n]["runs"], key=int) == [str(s) for s in seeds] for n in "ab")
+
+
+def test_the_machine_label_names_a_thread_count_other_than_the_cores():
+    machine = {"cpu": "AMD EPYC", "cores": 2, "isa": "AVX512"}
+    runs = {
+        "1": {"status": "ok", "provenance": {"machine": machine | {"threads": 2}}},
+        "2": {"status": "ok", "provenance": {"machine": machine | {"threads": 1}}},
+    }
+    assert reproduce.machine_label(runs) == (
+        "AMD EPYC, 2 cores, 1 threads, AVX512; AMD EPYC, 2 cores, AVX512"
+    )
