@@ -2,8 +2,11 @@
 (rnn, lstm, gru) against the parallel-scan cells (mingru, minlstm).
 
 Usage: python scripts/bench_cells.py [--device cpu|cuda] [--lengths 64 256 1024 4096]
-           [--cells rnn lstm gru mingru minlstm] [--precisions 32 bf16] [--batch 64]
+           [--cells rnn lstm gru mingru minlstm mingru:log ...] [--precisions 32 bf16] [--batch 64]
            [--embed 128] [--hidden 256] [--steps 5] [--repeats 3] [--out FILE]
+
+A scan cell may name its scan, `mingru:chunked` or `mingru:log` (src/rnnlab/models/parallel.py;
+plain `mingru` takes the device's default), to compare the two in one run.
 
 One JSON line per (precision, length, cell): training tokens/s (forward + backward of a
 one-layer backbone over a full-length batch, the median of `--repeats` timings of `--steps`
@@ -35,7 +38,11 @@ def measure(args: argparse.Namespace, cell: str, length: int, precision: str) ->
     """Tokens/s and peak memory of one configuration, in this process."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    backbone = RecurrentBackbone(args.embed, args.hidden, cell).to(device)
+    name, _, scan = cell.partition(":")
+    backbone = RecurrentBackbone(args.embed, args.hidden, name).to(device)
+    for directions in backbone.layers if scan else []:
+        for module in directions:
+            module.scan = scan
     x = torch.randn(args.batch, length, args.embed, device=device)
     bf16 = precision == "bf16"
 

@@ -37,14 +37,24 @@ def naive(cell, x, h0=None):
     return torch.stack(outputs, dim=1)
 
 
-@pytest.mark.parametrize(("name", "with_state"), itertools.product(MIN_CELLS, [False, True]))
-def test_parallel_scan_and_its_gradients_equal_a_naive_loop(name, with_state):
+SCANS = ["chunked", "log"]
+
+
+@pytest.mark.parametrize(
+    ("name", "scan", "with_state", "steps"),
+    [
+        *itertools.product(MIN_CELLS, SCANS, [False, True], [40]),
+        # chunks of ceil(sqrt(T)) steps: T a square, one past it, prime, and 2 (chunks of one)
+        *itertools.product(MIN_CELLS, ["chunked"], [True], [2, 3, 17, 49, 50]),
+    ],
+)
+def test_parallel_scan_and_its_gradients_equal_a_naive_loop(name, scan, with_state, steps):
     torch.manual_seed(0)
-    cell = MIN_CELLS[name](5, 8).double()
-    x = torch.randn(3, 40, 5, dtype=torch.float64, requires_grad=True)
+    cell = MIN_CELLS[name](5, 8, scan=scan).double()
+    x = torch.randn(3, steps, 5, dtype=torch.float64, requires_grad=True)
     # any sign: a decoder may start from a projection of the encoder's state
     h0 = torch.randn(3, 8, dtype=torch.float64, requires_grad=True) if with_state else None
-    weights = torch.randn(3, 40, 8, dtype=torch.float64)
+    weights = torch.randn(3, steps, 8, dtype=torch.float64)
 
     out, h_n = cell(x, None if h0 is None else h0.unsqueeze(0))
     (out * weights).sum().backward()
@@ -65,10 +75,10 @@ def test_parallel_scan_and_its_gradients_equal_a_naive_loop(name, with_state):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
 
 
-@pytest.mark.parametrize("name", MIN_CELLS)
-def test_step_mode_equals_the_parallel_scan_in_float32(name):
+@pytest.mark.parametrize(("name", "scan"), itertools.product(MIN_CELLS, SCANS))
+def test_step_mode_equals_the_parallel_scan_in_float32(name, scan):
     torch.manual_seed(0)
-    cell = MIN_CELLS[name](5, 16)
+    cell = MIN_CELLS[name](5, 16, scan=scan)
     x = torch.randn(4, 64, 5)
     parallel, _ = cell(x)
     sequential, _ = cell(x, sequential=True)
@@ -80,6 +90,26 @@ def test_step_mode_equals_the_parallel_scan_in_float32(name):
         out, h = cell(x[:, t : t + 1], h)
         steps.append(out)
     torch.testing.assert_close(torch.cat(steps, dim=1), parallel, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", MIN_CELLS)
+def test_the_chunked_scan_stays_finite_where_the_gates_saturate(name):
+    """Gate pre-activations of +-200: sigmoid underflows to 0 in float32 (minLSTM's f / (f + i)
+    would be 0 / 0), yet outputs and gradients stay finite and equal the step-by-step loop's."""
+    torch.manual_seed(0)
+    cell = MIN_CELLS[name](4, 6, scan="chunked")
+    with torch.no_grad():
+        cell.linear.weight.mul_(200.0)
+    x = torch.randn(2, 30, 4, requires_grad=True)
+    out, _ = cell(x)
+    out.sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x.grad).all()
+    torch.testing.assert_close(out, cell(x, sequential=True)[0])
+
+
+def test_an_unknown_scan_is_named():
+    with pytest.raises(ValueError, match="scan='fast'"):
+        MinGRU(3, 4, scan="fast")
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
