@@ -92,3 +92,19 @@ def test_fast_dev_run_with_a_parallel_scan_cell(make_cfg, tmp_path, data, model)
     metrics = train(make_cfg(overrides))
     tested = {k: v for k, v in metrics.items() if k.startswith("test/")}
     assert tested and all(math.isfinite(v) for v in tested.values()), metrics
+
+
+@pytest.mark.parametrize("model", ["mingru", "lstm"])
+def test_fast_dev_run_with_a_residual_stack(make_cfg, tmp_path, model):
+    overrides = [
+        "data=shakespeare",
+        f"model={model}",
+        "model.hidden_size=8",
+        "model.num_layers=3",
+        "model.residual=true",
+        "debug=fdr",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *data_folder(tmp_path, "shakespeare"),
+    ]
+    metrics = train(make_cfg(overrides))
+    assert math.isfinite(metrics["test/loss"]), metrics

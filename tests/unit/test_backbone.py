@@ -33,12 +33,17 @@ def test_output_shapes(cell, bidirectional, num_layers):
 
 
 @pytest.mark.parametrize(
-    ("cell", "bidirectional", "padding"),
-    list(itertools.product([*CELLS, "mingru", "minlstm"], [False, True], ["mask", "pack"])),
+    ("cell", "bidirectional", "padding", "residual"),
+    [
+        *itertools.product([*CELLS, "mingru", "minlstm"], [False, True], ["mask", "pack"], [False]),
+        *itertools.product(["lstm", "mingru"], [False, True], ["mask"], [True]),
+    ],
 )
-def test_padded_batch_equals_each_sequence_alone(cell, bidirectional, padding):
+def test_padded_batch_equals_each_sequence_alone(cell, bidirectional, padding, residual):
     torch.manual_seed(0)
-    backbone = RecurrentBackbone(5, 6, cell, 2, bidirectional, padding=padding).eval()
+    backbone = RecurrentBackbone(
+        5, 6, cell, 2, bidirectional, padding=padding, residual=residual
+    ).eval()
     poolings = {mode: Pooling(mode, backbone.output_size).eval() for mode in POOLINGS}
     lengths = torch.tensor([7, 3, 1, 5])
     x = torch.randn(4, 7, 5)
@@ -141,6 +146,7 @@ def test_attention_puts_no_weight_on_padding():
         ({"num_layers": 0}, "model.num_layers"),
         ({"nonlinearity": "sigmoid"}, "model.nonlinearity"),
         ({"padding": "left"}, "model.padding"),
+        ({"residual": "yes"}, "model.residual"),
     ],
 )
 def test_bad_arguments_name_the_config_key(kwargs, key):
@@ -296,3 +302,44 @@ def test_backbone_on_cuda_matches_torchs_own_packed_module(
     close = {"atol": 1e-5, "rtol": 1e-5}
     torch.testing.assert_close(ours.outputs[valid], theirs[valid], **close)
     torch.testing.assert_close(ours_x.grad, theirs_x.grad, **close)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_residual_stack_is_prenorm_blocks_and_a_final_norm(bidirectional):
+    """model.residual against the blocks written out by hand from the backbone's own layers."""
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, "gru", 3, bidirectional, residual=True).eval()
+    x = torch.randn(2, 9, 5)
+
+    def layer(index, inputs):
+        outs = [
+            rnn(inputs.flip(1) if d else inputs)[0] for d, rnn in enumerate(backbone.layers[index])
+        ]
+        return torch.cat([outs[0], *(o.flip(1) for o in outs[1:])], dim=-1)
+
+    stream = layer(0, x)
+    for index in (1, 2):
+        stream = stream + layer(index, backbone.norms[index - 1](stream))
+    expected = backbone.norms[-1](stream)
+    out = backbone(x)
+    torch.testing.assert_close(out.outputs, expected)
+    size = backbone.hidden_size
+    last = (
+        expected[:, -1]
+        if not bidirectional
+        else torch.cat([expected[:, -1, :size], expected[:, 0, size:]], dim=-1)
+    )
+    torch.testing.assert_close(out.last, last)
+    assert backbone.strategy(torch.device("cpu")) == "mask"
+    assert not RecurrentBackbone(5, 6, "gru", 2).norms  # off by default: torch's plain stack
+
+
+def test_residual_stack_carries_the_state_across_windows():
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(5, 6, "lstm", 3, residual=True).eval()
+    x = torch.randn(2, 20, 5)
+    whole = backbone(x)
+    first = backbone(x[:, :12])
+    second = backbone(x[:, 12:], state=first.state)
+    joined = torch.cat([first.outputs, second.outputs], dim=1)
+    torch.testing.assert_close(joined, whole.outputs, atol=1e-5, rtol=1e-5)

@@ -93,6 +93,7 @@ class RecurrentBackbone(nn.Module):
         padding: Padding = "auto",
         forget_bias: float = 1.0,
         chrono_t_max: int | None = None,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -113,7 +114,10 @@ class RecurrentBackbone(nn.Module):
                 f"model.chrono_t_max must be null or an integer >= 3 (the longest dependency "
                 f"to remember, in steps), got {chrono_t_max!r}"
             )
+        if not isinstance(residual, bool):
+            raise ConfigError(f"model.residual must be true or false, got {residual!r}")
         self.cell = cell
+        self.residual = residual
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.num_directions = 2 if bidirectional else 1
@@ -130,6 +134,13 @@ class RecurrentBackbone(nn.Module):
                 )
             )
         self.dropout = nn.Dropout(dropout)
+        # Pre-norm residual blocks (x + layer(LayerNorm(x))) from the second layer on, where a
+        # layer's input and output widths agree, and a LayerNorm over the last layer's outputs:
+        # the wrapping Feng et al. 2024 (and Transformers) give deep stacks. The first layer
+        # reads the embedding, of another width, plainly.
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(self.output_size) for _ in range(num_layers if residual else 0)
+        )
         # A weightless multi-layer module of torch's: `functional_call` runs the per-layer
         # parameters through it in one kernel call. Kept out of the module tree (no state, no
         # device: the meta tensors it holds are replaced by the real ones at each call).
@@ -211,8 +222,8 @@ class RecurrentBackbone(nn.Module):
         (oneDNN) and on CUDA (cuDNN), measured by ``scripts/bench_backbone.py`` (figures in the
         README).
         """
-        if self.padding == "auto" or self.cell in SCAN_CELLS:  # a scan has no packed kernel
-            return "mask"
+        if self.padding == "auto" or self.cell in SCAN_CELLS or self.residual:
+            return "mask"  # a scan has no packed kernel, torch's stacks no residual connections
         return self.padding
 
     def fused_parameters(self) -> dict[str, Tensor]:
@@ -264,7 +275,10 @@ class RecurrentBackbone(nn.Module):
         last_index = (lengths - 1).to(x.device)
         final_h, final_c = [], []
         for layer, directions in enumerate(self.layers):
-            if layer > 0:
+            block_input = x
+            if self.residual and layer > 0:
+                x = self.norms[layer - 1](x)
+            elif layer > 0:
                 x = self.dropout(x)
             direction_outputs = []
             for direction, rnn in enumerate(directions):
@@ -284,11 +298,20 @@ class RecurrentBackbone(nn.Module):
                     out = reverse_within_length(out, lengths)
                 direction_outputs.append(out)
             x = torch.cat(direction_outputs, dim=-1) if len(direction_outputs) > 1 else out
-
-        h_n = torch.cat(final_h, dim=0)  # (L*D, B, H)
+            if self.residual and layer > 0:
+                x = block_input + self.dropout(x)
         last = torch.cat(
             [final_h[-self.num_directions + d][0] for d in range(self.num_directions)], dim=-1
         )  # (B, D*H)
+        if self.residual:
+            x = self.norms[-1](x)
+            # the summary of the stream the heads read: forward half at the last valid step,
+            # backward half at step 0, where each direction ends its reading
+            last = gather_steps(x, last_index)
+            if self.num_directions == 2:
+                last = torch.cat([last[:, : self.hidden_size], x[:, 0, self.hidden_size :]], -1)
+
+        h_n = torch.cat(final_h, dim=0)  # (L*D, B, H)
         if self.cell == "lstm":
             c_n = None if any(c is None for c in final_c) else torch.cat(final_c, dim=0)
             return BackboneOutput(x, last, (h_n, c_n))
