@@ -334,12 +334,17 @@ def test_residual_stack_is_prenorm_blocks_and_a_final_norm(bidirectional):
     assert not RecurrentBackbone(5, 6, "gru", 2).norms  # off by default: torch's plain stack
 
 
-def test_residual_stack_carries_the_state_across_windows():
+@pytest.mark.parametrize(
+    ("cell", "residual"), [("mingru", False), ("minlstm", False), ("lstm", True), ("mingru", True)]
+)
+def test_state_carried_across_windows_equals_one_pass(cell, residual):
+    """Truncated BPTT: two windows with the state carried equal one pass over both."""
     torch.manual_seed(0)
-    backbone = RecurrentBackbone(5, 6, "lstm", 3, residual=True).eval()
+    backbone = RecurrentBackbone(5, 6, cell, 3, residual=residual).eval()
     x = torch.randn(2, 20, 5)
     whole = backbone(x)
     first = backbone(x[:, :12])
     second = backbone(x[:, 12:], state=first.state)
     joined = torch.cat([first.outputs, second.outputs], dim=1)
     torch.testing.assert_close(joined, whole.outputs, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(second.state, whole.state, atol=1e-5, rtol=1e-5)

@@ -113,20 +113,6 @@ def test_an_unknown_scan_is_named():
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
-def test_backbone_carries_the_state_across_windows(cell):
-    """Truncated BPTT: two windows with the state carried equal one pass over both."""
-    torch.manual_seed(0)
-    backbone = RecurrentBackbone(5, 6, cell, 2).eval()
-    x = torch.randn(2, 20, 5)
-    whole = backbone(x)
-    first = backbone(x[:, :12])
-    second = backbone(x[:, 12:], state=first.state)
-    joined = torch.cat([first.outputs, second.outputs], dim=1)
-    torch.testing.assert_close(joined, whole.outputs, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(second.state, whole.state, atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("cell", MIN_CELLS)
 def test_chrono_init_spreads_the_keep_gate_over_2_to_t_max_steps(cell):
     torch.manual_seed(0)
     backbone = RecurrentBackbone(3, 256, cell, chrono_t_max=100)
