@@ -11,7 +11,8 @@ plain `mingru` takes the device's default), to compare the two in one run.
 One JSON line per (precision, length, cell): training tokens/s (forward + backward of a
 one-layer backbone over a full-length batch, the median of `--repeats` timings of `--steps`
 steps), peak memory (CUDA: the allocator's peak; CPU: the peak resident set of a fresh process
-per configuration, so one configuration's memory never hides another's), and the ratio to
+per configuration, so one configuration's memory never hides another's; a configuration whose
+process dies, out of memory say, gets a line with "failed" and the sweep goes on), and the ratio to
 nn.LSTM at the same length and precision, measured in the same run. Then a markdown table.
 The machine (CPU model and instruction set, or GPU) is printed first: absolute speeds depend
 on it; compare ratios.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -80,6 +82,14 @@ def measure(args: argparse.Namespace, cell: str, length: int, precision: str) ->
     }
 
 
+def failure(done: subprocess.CompletedProcess) -> str:
+    """Why a configuration's process ended without a result, in one line."""
+    if done.returncode == -signal.SIGKILL:
+        return "killed (SIGKILL: out of memory, most likely)"
+    lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+    return lines[-1][:200]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -108,8 +118,12 @@ def main() -> None:
                 if args.device == "cpu":
                     command = [sys.executable, __file__, *sys.argv[1:], "--one", cell]
                     command += [str(length), precision]
-                    done = subprocess.run(command, capture_output=True, text=True, check=True)
-                    row = json.loads(done.stdout.strip().splitlines()[-1])
+                    done = subprocess.run(command, capture_output=True, text=True)
+                    if done.returncode == 0:
+                        row = json.loads(done.stdout.strip().splitlines()[-1])
+                    else:  # one configuration out of memory never loses the others
+                        row = {"cell": cell, "length": length, "precision": precision}
+                        row["failed"] = failure(done)
                 else:
                     row = measure(args, cell, length, precision)
                 rows.append(row)
@@ -117,6 +131,7 @@ def main() -> None:
                 if args.out:
                     with open(args.out, "a") as out:
                         out.write(json.dumps(row | {"machine": machine}) + "\n")
+    rows = [r for r in rows if "failed" not in r]
     lstm = {(r["precision"], r["length"]): r["tokens_per_s"] for r in rows if r["cell"] == "lstm"}
     print("\n| precision | T | cell | tokens/s | x nn.LSTM | peak MiB |")
     print("|---|---|---|---|---|---|")
