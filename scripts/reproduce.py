@@ -325,7 +325,10 @@ def machine_label(runs: dict[str, dict]) -> str:
         else:
             isa = machine.get("onednn_max_cpu_isa") or machine.get("isa")
             threads = machine.get("threads")  # not kept before; then torch's default, = cores
-            used = f", {threads} threads" if threads and threads != machine.get("cores") else ""
+            plural = "s" if threads != 1 else ""
+            used = (
+                f", {threads} thread{plural}" if threads and threads != machine.get("cores") else ""
+            )
             labels.add(f"{machine.get('cpu')}, {machine.get('cores')} cores{used}, {isa}")
     return "; ".join(sorted(labels))
 

@@ -83,5 +83,5 @@ def test_the_machine_label_names_a_thread_count_other_than_the_cores():
         "2": {"status": "ok", "provenance": {"machine": machine | {"threads": 1}}},
     }
     assert reproduce.machine_label(runs) == (
-        "AMD EPYC, 2 cores, 1 threads, AVX512; AMD EPYC, 2 cores, AVX512"
+        "AMD EPYC, 2 cores, 1 thread, AVX512; AMD EPYC, 2 cores, AVX512"
     )
