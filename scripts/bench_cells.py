@@ -34,6 +34,8 @@ import torch
 from rnnlab.allocator import tune_malloc
 from rnnlab.hardware import describe_machine
 from rnnlab.models import RecurrentBackbone
+from rnnlab.models.backbone import SCAN_CELLS
+from rnnlab.models.parallel import SCANS
 
 
 def measure(args: argparse.Namespace, cell: str, length: int, precision: str) -> dict:
@@ -41,6 +43,8 @@ def measure(args: argparse.Namespace, cell: str, length: int, precision: str) ->
     device = torch.device(args.device)
     torch.manual_seed(0)
     name, _, scan = cell.partition(":")
+    if scan and (name not in SCAN_CELLS or scan not in SCANS):
+        raise ValueError(f"{cell}: a scan ({', '.join(SCANS)}) is named for {sorted(SCAN_CELLS)}")
     backbone = RecurrentBackbone(args.embed, args.hidden, name).to(device)
     for directions in backbone.layers if scan else []:
         for module in directions:
@@ -125,17 +129,27 @@ def main() -> None:
                         row = {"cell": cell, "length": length, "precision": precision}
                         row["failed"] = failure(done)
                 else:
-                    row = measure(args, cell, length, precision)
+                    try:
+                        row = measure(args, cell, length, precision)
+                    except torch.cuda.OutOfMemoryError as error:
+                        torch.cuda.empty_cache()
+                        row = {"cell": cell, "length": length, "precision": precision}
+                        row["failed"] = f"out of memory: {str(error).splitlines()[0][:150]}"
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 if args.out:
                     with open(args.out, "a") as out:
                         out.write(json.dumps(row | {"machine": machine}) + "\n")
-    rows = [r for r in rows if "failed" not in r]
-    lstm = {(r["precision"], r["length"]): r["tokens_per_s"] for r in rows if r["cell"] == "lstm"}
+    measured = [r for r in rows if "failed" not in r]
+    lstm = {
+        (r["precision"], r["length"]): r["tokens_per_s"] for r in measured if r["cell"] == "lstm"
+    }
     print("\n| precision | T | cell | tokens/s | x nn.LSTM | peak MiB |")
     print("|---|---|---|---|---|---|")
     for r in rows:
+        if "failed" in r:
+            print(f"| {r['precision']} | {r['length']} | {r['cell']} | failed: {r['failed']} | | |")
+            continue
         base = lstm.get((r["precision"], r["length"]))
         ratio = f"{r['tokens_per_s'] / base:.2f}" if base else ""
         print(

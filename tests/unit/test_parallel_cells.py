@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnlab.models import RecurrentBackbone
-from rnnlab.models.parallel import MinGRU, MinLSTM
+from rnnlab.models.parallel import LinearScan, MinGRU, MinLSTM
 
 MIN_CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}
 
@@ -110,6 +110,19 @@ def test_the_chunked_scan_stays_finite_where_the_gates_saturate(name):
 def test_an_unknown_scan_is_named():
     with pytest.raises(ValueError, match="scan='fast'"):
         MinGRU(3, 4, scan="fast")
+    cell = MinGRU(3, 4)
+    cell.scan = "LOG"  # set after construction, as scripts/bench_cells.py does
+    with pytest.raises(ValueError, match="scan='LOG'"):
+        cell(torch.randn(2, 5, 3))
+
+
+@pytest.mark.parametrize("steps", [16, 17])
+def test_scan_outputs_are_contiguous_and_empty_sequences_pass(steps):
+    """T=17 pads the chunks to 5 x 4 steps: the outputs are still one contiguous tensor."""
+    out, _ = MinGRU(3, 4)(torch.randn(2, steps, 3))
+    assert out.is_contiguous() and out.view(-1, 4).shape == (2 * steps, 4)
+    a, b = torch.rand(2, 0, 4), torch.rand(2, 0, 4)
+    assert LinearScan.apply(a, b, None).shape == (2, 0, 4)
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)

@@ -55,7 +55,8 @@ class BackboneOutput:
         when bidirectional, the backward direction at step 0 (the end of its reading).
     state: final hidden state in torch's layout, (L*D, B, H), or ``(h, c)`` for the LSTM. Exact
         for every row; the LSTM's ``c`` is ``None`` in mask mode with unequal lengths, where the
-        fused kernel does not expose it (use ``padding="pack"`` when you need it).
+        fused kernel does not expose it (use ``padding="pack"`` when you need it; the scan cells
+        and ``residual=True`` have no packed path and always mask).
     """
 
     outputs: Tensor

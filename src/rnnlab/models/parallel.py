@@ -30,7 +30,7 @@ H=16, unit-scale inputs: 7e-6 at T=64, 4e-4 at T=4000). Right padding only follo
 valid steps, so outputs at valid steps are exact, as for the fused kernels (RecurrentBackbone
 handles the backward direction and the final state at length - 1 the same way for every
 cell). The paper's deep models wrap each layer in normalisation, a residual connection and an
-MLP; the backbone stacks the cells plainly, as it stacks torch's.
+MLP; the backbone's `residual=True` gives the first two (measured in the README).
 
 Each module mirrors a single-layer `nn.GRU(batch_first=True)`: `forward(x, h0) -> (out, h_n)`
 with x (B, T, F), h0 and h_n (1, B, H), so the backbone stacks them like torch's cells.
@@ -77,6 +77,8 @@ def _linear_scan(a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool = False)
     `reverse` runs from the last step to the first (h_t = a_t h_{t+1} + b_t): the backward pass.
     """
     batch, steps, size = b.shape
+    if steps == 0:
+        return b.clone()
     length = max(1, math.isqrt(steps - 1) + 1)  # steps a chunk: ceil(sqrt(T))
     chunks = -(-steps // length)
     if pad := chunks * length - steps:  # steps past the end: they follow the last one, unread
@@ -101,7 +103,7 @@ def _linear_scan(a: Tensor, b: Tensor, h0: Tensor | None, reverse: bool = False)
     previous = starts
     for j in order:
         previous = torch.addcmul(b[:, :, j], a[:, :, j], previous, out=out[:, :, j])
-    return out.view(batch, chunks * length, size)[:, :steps]
+    return out.view(batch, chunks * length, size)[:, :steps].contiguous()  # a copy if padded
 
 
 class LinearScan(torch.autograd.Function):
@@ -109,7 +111,8 @@ class LinearScan(torch.autograd.Function):
 
     With g_t = dL/dh_t + a_{t+1} g_{t+1} (the same recurrence, backwards in time):
     dL/db_t = g_t, dL/da_t = g_t h_{t-1}, dL/dh_0 = a_1 g_1. Autograd through the chunked loops
-    would keep every step's intermediates; this keeps a and the outputs only.
+    would keep every step's intermediates; this keeps a and the outputs only. It is
+    differentiable once: second-order gradients need `scan="log"`.
     """
 
     @staticmethod
@@ -162,6 +165,8 @@ class _MinimalCell(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """x: (B, T, F); h0: (1, B, H) or None (zeros). Returns (B, T, H) and (1, B, H)."""
         step_mode = sequential or x.size(1) == 1
+        if self.scan not in SCANS:  # set after construction (scripts/bench_cells.py does)
+            raise ValueError(f"scan={self.scan!r}: choose one of {', '.join(SCANS)}")
         scan = self.scan if self.scan != "auto" else ("log" if x.is_cuda else "chunked")
         # the scan runs in float32 also under bf16 autocast: products over many steps (and
         # exp/log of sums) lose too much in bf16
