@@ -264,7 +264,9 @@ def start_sweep(tmp_path, *overrides):
     )
 
 
-def poll(condition, what, tries=600):
+def poll(condition, what, tries=1500):
+    # up to 5 minutes: a trial's process starts in seconds alone, but takes minutes on two
+    # cores shared with training runs (two minutes were not always enough)
     for _ in range(tries):
         if condition():
             return
