@@ -292,6 +292,12 @@ def wall_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def mean_sd(values: list[float]) -> str:
+    """'0.8852 ± 0.0031': the mean and, over two values or more, the sample sd."""
+    spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.4g}{spread}"
+
+
 def summary(runs: dict[str, dict], metrics: list[str]) -> str:
     """'acc 0.8852 ± 0.0031' per metric over the seeds that ran (sd needs two of them)."""
     ok = [r for r in runs.values() if r["status"] == "ok"]
@@ -304,9 +310,7 @@ def summary(runs: dict[str, dict], metrics: list[str]) -> str:
         if not values:  # a metric the row gained after these seeds ran: say so, never skip it
             parts.append(f"{name} not measured yet")
             continue
-        mean = statistics.fmean(values)
-        spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
-        parts.append(f"{name} {mean:.4g}{spread}")
+        parts.append(f"{name} {mean_sd(values)}")
     return ", ".join(parts) + f" ({len(ok)} seed{'s' if len(ok) > 1 else ''})"
 
 
@@ -398,14 +402,16 @@ def record(
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
 
 
-def update_readme(readme: Path, text: str) -> None:
-    """Replace what stands between the README's reproduce markers with the table."""
+def update_readme(
+    readme: Path, text: str, start: str = README_START, end: str = README_END
+) -> None:
+    """Replace what stands between the README's markers (reproduce's unless named) with text."""
     content = readme.read_text()
-    if README_START not in content or README_END not in content:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} markers")
-    head, rest = content.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    readme.write_text(f"{head}{README_START}\n{text}{README_END}{tail}")
+    if start not in content or end not in content:
+        raise SystemExit(f"{readme} has no {start} ... {end} markers")
+    head, rest = content.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> None:
