@@ -64,7 +64,7 @@ TASKS = [
         ["experiment=adding"],
         ["test/mse"],
         2,
-        "adding problem, T=600, 1 x 130, test MSE (predicting 1: 0.1767)",
+        "adding problem, T=600, 1 x 130, test MSE (predicting 1: 1/6)",
     ),
     Task(
         "copy",
@@ -96,10 +96,12 @@ TASKS = [
 
 def budget_overrides(minutes: float) -> list[str]:
     """The clock ends the run; min_epochs=0 lets it stop (and validate) inside the first epoch."""
-    minutes, seconds = divmod(round(minutes * 60), 60)
+    seconds = round(minutes * 60)
+    if seconds < 1:  # Lightning would stop before the first step and test untrained weights
+        raise SystemExit(f"a budget of {minutes:g} min rounds to 0 s: give at least 1 s")
+    hours, rest = divmod(seconds, 3600)
     return [
-        # Lightning's DD:HH:MM:SS (a {minutes: ...} dict reaches it as a DictConfig, refused)
-        f'++trainer.max_time="00:00:{minutes:02d}:{seconds:02d}"',
+        f'++trainer.max_time="00:{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"',  # DD:HH:MM:SS
         "trainer.max_epochs=-1",
         "trainer.min_epochs=0",
     ]
@@ -133,17 +135,25 @@ def shard(items: list, spec: str | None) -> list:
     return items[index::count]
 
 
-def done(store: dict, row: reproduce.Row, seed: int, extra: tuple[str, ...] = ()) -> bool:
-    """Measured already, with the same overrides (so the same budget)?"""
+def done(
+    store: dict,
+    row: reproduce.Row,
+    seed: int,
+    extra: tuple[str, ...] = (),
+    threads: int | None = None,
+) -> bool:
+    """Measured already, with the same overrides (so the same budget) and thread count?"""
     entry = store.get("rows", {}).get(row.name)
     if not entry or entry.get("command") != command(row, extra):
         return False
-    return entry["runs"].get(str(seed), {}).get("status") == "ok"
+    run = entry["runs"].get(str(seed), {})
+    measured = run.get("provenance", {}).get("machine", {}).get("threads")
+    return run.get("status") == "ok" and measured == threads
 
 
 def command(row: reproduce.Row, extra: tuple[str, ...] = ()) -> str:
-    """The command stored with a row's results (reproduce.merge writes it so)."""
-    return "python train.py " + " ".join(reproduce.command_of(row, False, extra)) + " seed=<seed>"
+    """The command stored with a row's results."""
+    return reproduce.command_line(row, False, extra)
 
 
 def value(runs: dict, metric: str) -> str:
@@ -158,15 +168,18 @@ def value(runs: dict, metric: str) -> str:
 
 def budget_of(command: str) -> str:
     """'2 min': the budget a stored command ran with (--minutes may differ from the task's)."""
-    match = re.search(r'trainer\.max_time="00:00:(\d+):(\d+)"', command)
-    return f"{int(match.group(1)) + int(match.group(2)) / 60:g} min" if match else "?"
+    match = re.search(r'trainer\.max_time="(\d+):(\d+):(\d+):(\d+)"', command)
+    if not match:
+        return "?"
+    days, hours, minutes, seconds = map(int, match.groups())
+    return f"{(days * 24 + hours) * 60 + minutes + seconds / 60:g} min"
 
 
 def table(store: dict, cells: tuple[str, ...] = CELLS) -> str:
     """One line per task and metric, one column per cell: mean ± sd over the seeds."""
     rows = store.get("rows", {})
-    head = "| task | budget | " + " | ".join(cells) + " | seeds | machine |"
-    lines = [head, "|" + "---|" * (len(cells) + 4)]
+    head = "| task | budget | " + " | ".join(cells) + " | seeds | precision | machine |"
+    lines = [head, "|" + "---|" * (len(cells) + 5)]
     for task in TASKS:
         entries = [rows.get(f"{task.name}_{cell}", {}) for cell in cells]
         runs = [entry.get("runs", {}) for entry in entries]
@@ -174,6 +187,9 @@ def table(store: dict, cells: tuple[str, ...] = CELLS) -> str:
             continue
         budgets = sorted({budget_of(entry["command"]) for entry in entries if entry})
         seeds = sorted({len([r for r in e.values() if r["status"] == "ok"]) for e in runs if e})
+        precisions = sorted(
+            {r.get("precision", "?") for e in runs for r in e.values() if "values" in r}
+        )
         machines = sorted({reproduce.machine_label(e) for e in runs if e} - {""})
         for i, metric in enumerate(task.metrics):
             first = i == 0
@@ -181,7 +197,8 @@ def table(store: dict, cells: tuple[str, ...] = CELLS) -> str:
             values = " | ".join(value(e, metric) for e in runs)
             lines.append(
                 f"| {name} | {', '.join(budgets) if first else ''} | {values} "
-                f"| {'-'.join(map(str, seeds)) if first else ''} "
+                f"| {' or '.join(map(str, seeds)) if first else ''} "
+                f"| {', '.join(precisions) if first else ''} "
                 f"| {'; '.join(machines) if first else ''} |"
             )
     return "\n".join(lines) + "\n"
@@ -215,9 +232,11 @@ def main(argv: list[str] | None = None) -> None:
     tasks = [task for task in TASKS if not args.only or task.name in args.only]
     todo = [] if args.table else shard(jobs(tasks, args.cells, args.seeds), args.shard)
     args.out.mkdir(parents=True, exist_ok=True)
+    # a result counts as done only at this thread count: the budget buys less on fewer threads
+    threads = reproduce.provenance().get("machine", {}).get("threads") if todo else None
     for task, cell, seed in todo:
         row = row_of(task, cell, args.minutes)
-        if not args.again and done(reproduce.load(args.results), row, seed, extra):
+        if not args.again and done(reproduce.load(args.results), row, seed, extra, threads):
             print(f"{row.name} seed={seed}: measured, skipped", file=sys.stderr, flush=True)
             continue
         print(
@@ -228,7 +247,8 @@ def main(argv: list[str] | None = None) -> None:
         where = reproduce.provenance()
         result = reproduce.run(row, seed, args.out, False, extra)
         if result["status"] == "ok":
-            result["provenance"] = where
+            # the co-runners share the machine's memory bandwidth: say the run had them
+            result["provenance"] = where | {"shard": args.shard}
         reproduce.record(args.results, row, seed, result, False, extra)
     store = reproduce.load(args.results)
     if args.readme:

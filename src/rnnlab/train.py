@@ -384,7 +384,12 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         cfg.task.monitor_mode,
     )
     trainer: L.Trainer = build(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=show_bar
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        enable_progress_bar=show_bar,
+        # plain containers: Lightning takes trainer.max_time={minutes: 5} only as a dict
+        _convert_="partial",
     )
     if trainer.is_global_zero:
         log.info("run directory %s", Path(cfg.paths.output_dir).resolve())
@@ -402,7 +407,10 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
                 trainer.global_step,
             )
             metrics.update(to_floats(trainer.callback_metrics))
-            metrics["epochs"] = float(trainer.current_epoch)  # completed, for provenance
+            # for provenance: epochs begun and ended (a clock or max_steps may end one early),
+            # and the optimizer steps, which say how far a run got in its budget
+            metrics["epochs"] = float(trainer.current_epoch)
+            metrics["steps"] = float(trainer.global_step)
         if cfg.get("test", True):
             best = best_checkpoint(trainer)
             if cfg.get("train", True) and best is None:
@@ -481,6 +489,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float | str]:
         logger=loggers or False,
         callbacks=[],
         enable_progress_bar=bool(cfg.trainer.get("enable_progress_bar", True)) and interactive(),
+        _convert_="partial",
     )
     try:
         metrics = score(trainer, task, datamodule, None)

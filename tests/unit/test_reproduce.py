@@ -85,3 +85,23 @@ def test_the_machine_label_names_a_thread_count_other_than_the_cores():
     assert reproduce.machine_label(runs) == (
         "AMD EPYC, 2 cores, 1 thread, AVX512; AMD EPYC, 2 cores, AVX512"
     )
+
+
+def test_a_row_whose_command_changed_starts_its_seeds_afresh():
+    """A tuned preset is another experiment: its first seed never averages with the old ones."""
+    store: dict = {}
+    for seed in (12345, 1, 2):
+        reproduce.merge(store, ROW, seed, dict(MEASURED), quick=False)
+    tuned = reproduce.Row("r", ["model=lstm", "model.hidden_size=512"], ROW.metrics, "chance")
+    reproduce.merge(store, tuned, 1, {"status": "failed: killed"}, quick=False)
+    entry = store["rows"]["r"]
+    assert sorted(entry["runs"]) == ["1", "12345", "2"]  # nothing new measured: all kept
+    assert "hidden_size" not in entry["command"]
+    assert "hidden_size=512" in entry["last_failure"]["command"]
+    reproduce.merge(store, tuned, 1, {"status": "skipped: no data"}, quick=False)
+    assert sorted(entry["runs"]) == ["1", "12345", "2"]
+    reproduce.merge(store, tuned, 1, {"status": "ok", "values": {"test/acc": 0.7}}, quick=False)
+    assert "hidden_size=512" in entry["command"] and list(entry["runs"]) == ["1"]
+    assert sorted(entry["superseded"][0]["runs"]) == ["1", "12345", "2"]
+    assert "hidden_size" not in entry["superseded"][0]["command"]
+    assert reproduce.summary(entry["runs"], ROW.metrics) == "acc 0.7, f1 not measured yet (1 seed)"
