@@ -216,10 +216,12 @@ def open_study(
             )
             return study, storage
         except (IntegrityError, ProgrammingError) as error:
-            # sweeps started together on a new server database both create Optuna's tables
-            # (PostgreSQL: "duplicate key ... pg_type"): the loser finds them made next time
+            # two processes opening a new database at once both create Optuna's tables
+            # (PostgreSQL: "duplicate key ... pg_type"; SQLite: "UNIQUE constraint failed:
+            # alembic_version", when a reader such as summarize_sweep.py or a dashboard opens
+            # the file outside the sweeps' lock): the loser finds them made next time
             failure: Exception = error
-            if sqlite_path(url) is None and attempt < SCHEMA_RACE_TRIES:
+            if attempt < SCHEMA_RACE_TRIES:
                 log.info("another process is creating the study's tables; retrying")
                 time.sleep(attempt)
                 continue

@@ -264,12 +264,16 @@ def start_sweep(tmp_path, *overrides):
     )
 
 
-def poll(condition, what, tries=1500):
+def poll(condition, what, tries=1500, sweep=None):
     # up to 5 minutes: a trial's process starts in seconds alone, but takes minutes on two
-    # cores shared with training runs (two minutes were not always enough)
+    # cores shared with training runs (two minutes were not always enough); a sweep that has
+    # exited will never get there: say so at once, with what it printed
     for _ in range(tries):
         if condition():
             return
+        if sweep is not None and sweep.poll() is not None:
+            output = sweep.stdout.read()[-4000:]
+            raise AssertionError(f"the sweep exited ({sweep.returncode}) before {what}:\n{output}")
         time.sleep(0.2)
     raise AssertionError(f"gave up waiting for {what}")
 
@@ -326,7 +330,9 @@ def test_killed_sweep_trial_is_failed_and_requeued_on_rerun(tmp_path):
         tmp_path, *SMALL, *heartbeat, "hydra.sweeper.n_trials=2", "trainer.max_epochs=200"
     )
     try:
-        poll(lambda: running_trials_with_reports(tmp_path, "tpe_recall", 1), "a trial")
+        poll(
+            lambda: running_trials_with_reports(tmp_path, "tpe_recall", 1), "a trial", sweep=process
+        )
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -362,7 +368,11 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
     )
     workers = []
     try:
-        poll(lambda: running_trials_with_reports(tmp_path, "tpe_recall", 2), "two trials")
+        poll(
+            lambda: running_trials_with_reports(tmp_path, "tpe_recall", 2),
+            "two trials",
+            sweep=process,
+        )
         workers = [pid for pid in children(process.pid) if alive(pid)]
         assert workers
         process.kill()  # the sweep alone, as a crash or an OOM kill would
