@@ -509,6 +509,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float | str]:
     finally:
         for logger in loggers:
             logger.finalize("success")
+        # an eval over several processes: tear gloo down before exit, or its threads may abort
+        # the finished process ("terminate called without an active exception", seen once)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def check_spec_matches(task: L.LightningModule, spec: DataSpec, ckpt_path: Path) -> None:
