@@ -429,6 +429,15 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     finally:
         for logger in loggers:
             logger.finalize(status)
+        release_process_group()
+
+
+def release_process_group() -> None:
+    """After a run over several processes: tear gloo down before the interpreter exits, or its
+    threads may abort the finished process ("terminate called without an active exception",
+    seen after a two-process eval that had printed its metrics)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def log_hparams(loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
@@ -509,10 +518,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float | str]:
     finally:
         for logger in loggers:
             logger.finalize("success")
-        # an eval over several processes: tear gloo down before exit, or its threads may abort
-        # the finished process ("terminate called without an active exception", seen once)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        release_process_group()
 
 
 def check_spec_matches(task: L.LightningModule, spec: DataSpec, ckpt_path: Path) -> None:
