@@ -114,6 +114,14 @@ def check_validates(cfg: DictConfig) -> None:
             f"trainer.check_val_every_n_epoch={every} never validates in "
             f"trainer.max_epochs={epochs} epochs: lower it to {epochs} or less"
         )
+    if trainer.get("max_time") and every > 1:
+        # Lightning validates a clock-stopped epoch only when it is one it validates anyway:
+        # a budget that ends inside epoch 0 would leave the run with no validation at all
+        raise ConfigError(
+            f"trainer.max_time with trainer.check_val_every_n_epoch={every} can stop the run "
+            "before its first validation: use trainer.check_val_every_n_epoch=1 (or "
+            "trainer.val_check_interval to validate inside epochs)"
+        )
 
 
 def check_run_dir(cfg: DictConfig) -> None:

@@ -257,6 +257,10 @@ def test_errors_of_the_model_data_and_task_are_one_line_too(tmp_path, override, 
             ["trainer.check_val_every_n_epoch=3", "trainer.max_epochs=2"],
             "check_val_every_n_epoch=3",
         ),
+        (
+            ["trainer.check_val_every_n_epoch=2", "++trainer.max_time=00:00:01:00"],
+            "max_time with trainer.check_val_every_n_epoch=2",
+        ),
     ],
 )
 def test_a_run_that_would_never_validate_is_refused_before_training(make_cfg, overrides, key):
