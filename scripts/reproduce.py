@@ -77,11 +77,49 @@ TUNED = {
 }
 
 
-def bai_cell(cell: str, published: str | None) -> str:
-    """The published column of Bai et al. 2018's Table 1 for a cell, or that it has none."""
-    if published is None:
-        return f"{cell}: not in Bai et al. 2018"
-    return f"Bai et al. 2018 {cell.upper()} {published}"
+# Bai, Kolter & Koltun 2018, Table 1, the field's RNN benchmark table: per task its label, the
+# metric of its rows, the published recurrent columns and the TCN's. The reference rows and the
+# README's side-by-side table both read it.
+BAI2018 = {
+    "adding_600": (
+        "adding problem, T=600, test MSE (predicting 1: 1/6)",
+        "test/mse",
+        {"lstm": "0.164", "gru": "5.3e-5", "rnn": "0.177"},
+        "5.8e-5",
+    ),
+    "copy_1000": (
+        "copy memory, T=1000, test cross-entropy per step (no memory: 10 ln 8 / 1020 = 0.0204)",
+        "test/loss",
+        {"lstm": "0.0204", "gru": "0.0197", "rnn": "0.0202"},
+        "3.5e-5",
+    ),
+    "jsb": (
+        "JSB Chorales, test NLL per frame",
+        "test/loss",
+        {"lstm": "8.45", "gru": "8.43", "rnn": "8.91"},
+        "8.10",
+    ),
+    "nottingham": (
+        "Nottingham, test NLL per frame",
+        "test/loss",
+        {"lstm": "3.29", "gru": "3.46", "rnn": "4.05"},
+        "3.07",
+    ),
+}
+# minGRU (issue 20's parallel cell) on the synthetic tasks: Bai et al. had none; its rows ask
+# whether a recurrent model reaches the TCN column
+BAI_CELLS = ("lstm", "gru", "rnn", "mingru")
+
+
+def bai_anchor(task: str, cell: str) -> str:
+    """A row's anchor: the cell's published column and the TCN's."""
+    published, tcn = BAI2018[task][2].get(cell), BAI2018[task][3]
+    column = (
+        f"Bai et al. 2018 {cell.upper()} {published}"
+        if published
+        else (f"{cell}: not in Bai et al. 2018")
+    )
+    return f"{column}, TCN {tcn}"
 
 
 QUICK_SLICE = ["trainer.max_epochs=2", "trainer.limit_train_batches=0.1"]
@@ -175,34 +213,22 @@ ROWS = [
             f"adding_600_{cell}",
             ["experiment=adding", f"model={cell}"],
             ["test/mse"],
-            f"{bai_cell(cell, published)}, TCN 5.8e-5 (T=600; predicting 1: 1/6)",
+            f"{bai_anchor('adding_600', cell)} (T=600; predicting 1: 1/6)",
             None,
             ["trainer.max_epochs=1", "data.num_train=2000", "data.seq_len=100"],
         )
-        # minGRU (issue 20's parallel cell): Bai et al. had none; its row asks whether a
-        # recurrent model reaches the TCN column
-        for cell, published in (
-            ("lstm", "0.164"),
-            ("gru", "5.3e-5"),
-            ("rnn", "0.177"),
-            ("mingru", None),
-        )
+        for cell in BAI_CELLS
     ],
     *[
         Row(
             f"copy_1000_{cell}",
             ["experiment=copy", f"model={cell}"],
             ["test/loss", "test/acc_symbols"],
-            f"{bai_cell(cell, published)}, TCN 3.5e-5 (T=1000; no memory: 10 ln 8 / 1020 = 0.0204)",
+            f"{bai_anchor('copy_1000', cell)} (T=1000; no memory: 10 ln 8 / 1020 = 0.0204)",
             None,
             ["trainer.max_epochs=1", "data.num_train=640", "data.blanks=100"],
         )
-        for cell, published in (
-            ("lstm", "0.0204"),
-            ("gru", "0.0197"),
-            ("rnn", "0.0202"),
-            ("mingru", None),
-        )
+        for cell in BAI_CELLS
     ],
     *[
         Row(
@@ -214,7 +240,7 @@ ROWS = [
                 *TUNED.get((name, cell), []),
             ],
             ["test/loss"],
-            f"Bai et al. 2018 {cell.upper()} {published[cell]}, TCN {tcn} (test NLL per frame)"
+            f"{bai_anchor(name, cell)} (test NLL per frame)"
             + (
                 "; tuned on validation: " + " ".join(TUNED[name, cell])
                 if (name, cell) in TUNED
@@ -223,10 +249,7 @@ ROWS = [
             "music",
             ["trainer.max_epochs=2"],
         )
-        for name, published, tcn in (
-            ("jsb", {"lstm": 8.45, "gru": 8.43, "rnn": 8.91}, 8.10),
-            ("nottingham", {"lstm": 3.29, "gru": 3.46, "rnn": 4.05}, 3.07),
-        )
+        for name in ("jsb", "nottingham")
         for cell in ("lstm", "gru", "rnn")
     ],
     *[
@@ -417,6 +440,36 @@ def table(store: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bai_table(store: dict) -> str:
+    """Bai et al. 2018's Table 1 beside the stored rows: per task and cell, our mean ± sd over
+    the seeds run (the row's first metric) and the published value."""
+    names = {row.name for row in ROWS}
+    lines = [
+        "| task | "
+        + " | ".join(c.upper() if c != "mingru" else "minGRU" for c in BAI_CELLS)
+        + " | TCN |",
+        "|---" * (len(BAI_CELLS) + 2) + "|",
+    ]
+    rows = store.get("rows", {})
+    for task, (label, metric, published, tcn) in BAI2018.items():
+        cells = []
+        for cell in BAI_CELLS:
+            name = f"{task}_{cell}"
+            if name not in names:  # no such row: minGRU on music
+                cells.append("—")
+                continue
+            runs = rows.get(name, {}).get("runs", {})
+            values = [
+                r["values"][metric]
+                for r in runs.values()
+                if r["status"] == "ok" and r["values"].get(metric) is not None
+            ]
+            ours = f"**{mean_sd(values)}** ({len(values)})" if values else "not run yet"
+            cells.append(f"{ours} · {published[cell]}" if cell in published else ours)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {tcn} |")
+    return "\n".join(lines) + "\n"
+
+
 def merge(
     store: dict, row: Row, seed: int, result: dict, quick: bool, extra: tuple[str, ...] = ()
 ) -> None:
@@ -469,6 +522,7 @@ def record(
 
 
 README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
+BAI_START, BAI_END = "<!-- bai2018:start -->", "<!-- bai2018:end -->"
 
 
 def update_readme(
@@ -519,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
     (out / "results.md").write_text(table(store))
     if args.readme:
         update_readme(args.readme, table(store))
+        update_readme(args.readme, bai_table(store), BAI_START, BAI_END)
     print(table(store))
 
 

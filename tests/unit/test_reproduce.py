@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -105,3 +106,48 @@ def test_a_row_whose_command_changed_starts_its_seeds_afresh():
     assert sorted(entry["superseded"][0]["runs"]) == ["1", "12345", "2"]
     assert "hidden_size" not in entry["superseded"][0]["command"]
     assert reproduce.summary(entry["runs"], ROW.metrics) == "acc 0.7, f1 not measured yet (1 seed)"
+
+
+def test_the_bai_table_sets_each_cell_beside_its_published_value(tmp_path):
+    """Bai et al.'s Table 1 side by side: our mean ± sd over the ok seeds of a row's first
+    metric, the published column after it; a row not yet run says so, a failed seed is left
+    out of the mean, and a cell with no row (minGRU on music) is marked as absent."""
+    store: dict = {}
+    adding = next(r for r in reproduce.ROWS if r.name == "adding_600_gru")
+    for seed, mse in ((12345, 4e-5), (1, 6e-5), (2, 5e-5)):
+        ok = {"status": "ok", "values": {"test/mse": mse}}
+        reproduce.merge(store, adding, seed, ok, quick=False)
+    reproduce.merge(store, adding, 3, {"status": "failed: killed"}, quick=False)
+    text = reproduce.bai_table(store)
+    line = next(x for x in text.splitlines() if x.startswith("| adding problem"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[1:] == [
+        "not run yet · 0.164",
+        "**5e-05 ± 1e-05** (3) · 5.3e-5",
+        "not run yet · 0.177",
+        "not run yet",
+        "5.8e-5",
+    ]
+    music = next(x for x in text.splitlines() if x.startswith("| Nottingham"))
+    assert music.rstrip(" |").endswith("— | 3.07")
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"a\n{reproduce.README_START}\nold\n{reproduce.README_END}\nb\n"
+        f"{reproduce.BAI_START}\nold\n{reproduce.BAI_END}\nc\n"
+    )
+    results = tmp_path / "reference.json"
+    results.write_text(json.dumps(store))
+    reproduce.main(
+        [
+            "--table",
+            "--results",
+            str(results),
+            "--readme",
+            str(readme),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    written = readme.read_text()
+    assert "old" not in written and text in written and written.endswith("c\n")
