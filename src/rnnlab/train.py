@@ -98,7 +98,9 @@ def check_run_config(cfg: DictConfig) -> None:
 def check_validates(cfg: DictConfig) -> None:
     """A training run must validate at least once: early stopping, the best checkpoint, the
     plateau schedule and the sweeper's objective all read `task.monitor`. (A run that
-    `max_steps` ends inside its first epoch is validated at its last step by the task.)"""
+    `max_steps` or `max_time` ends inside an epoch is validated where it stops, but Lightning
+    does that only in an epoch it validates anyway: every epoch, unless
+    `check_val_every_n_epoch` says otherwise.)"""
     trainer = cfg.trainer
     if trainer.get("fast_dev_run"):
         return
@@ -109,18 +111,28 @@ def check_validates(cfg: DictConfig) -> None:
             "schedule): validate on a few batches, e.g. trainer.limit_val_batches=2"
         )
     every, epochs = trainer.get("check_val_every_n_epoch") or 1, trainer.get("max_epochs") or -1
-    if 0 < epochs < every and (trainer.get("max_steps") or -1) == -1:
+    if 0 < epochs < every:
         raise ConfigError(
             f"trainer.check_val_every_n_epoch={every} never validates in "
             f"trainer.max_epochs={epochs} epochs: lower it to {epochs} or less"
         )
-    if trainer.get("max_time") and every > 1:
-        # Lightning validates a clock-stopped epoch only when it is one it validates anyway:
-        # a budget that ends inside epoch 0 would leave the run with no validation at all
+    if every == 1:
+        return
+    fix = (
+        "use trainer.check_val_every_n_epoch=1, or trainer.check_val_every_n_epoch=null with "
+        "trainer.val_check_interval=<batches>"
+    )
+    if (trainer.get("max_steps") or -1) != -1:
+        raise ConfigError(
+            f"trainer.max_steps with trainer.check_val_every_n_epoch={every} can end the run "
+            f"before its first validation (it may stop inside an epoch that is not validated): "
+            f"{fix}"
+        )
+    # the clock's stop waits for min_epochs, so min_epochs >= every guarantees a validation
+    if trainer.get("max_time") and (trainer.get("min_epochs") or 0) < every:
         raise ConfigError(
             f"trainer.max_time with trainer.check_val_every_n_epoch={every} can stop the run "
-            "before its first validation: use trainer.check_val_every_n_epoch=1 (or "
-            "trainer.val_check_interval to validate inside epochs)"
+            f"before its first validation: {fix}, or trainer.min_epochs={every}"
         )
 
 

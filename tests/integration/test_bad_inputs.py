@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from rnnlab.data.shakespeare import ShakespeareDataModule
 from rnnlab.data.synthetic import RecallDataModule
 from rnnlab.errors import ConfigError
-from rnnlab.train import evaluate, run, train
+from rnnlab.train import check_validates, evaluate, run, train
 from tests.conftest import ROOT, TINY_RECALL, compose_config
 from tests.integration.test_text_data import write_names
 
@@ -261,9 +261,45 @@ def test_errors_of_the_model_data_and_task_are_one_line_too(tmp_path, override, 
             ["trainer.check_val_every_n_epoch=2", "++trainer.max_time=00:00:01:00"],
             "max_time with trainer.check_val_every_n_epoch=2",
         ),
+        (
+            ["trainer.check_val_every_n_epoch=2", "++trainer.max_time={seconds: 30}"],
+            "max_time with trainer.check_val_every_n_epoch=2",
+        ),
+        # the task validates the last step of a max_steps run, but Lightning only in an epoch
+        # it validates: epoch 0 is not one of them here
+        (
+            ["trainer.check_val_every_n_epoch=2", "trainer.max_steps=5"],
+            "max_steps with trainer.check_val_every_n_epoch=2",
+        ),
+        (
+            ["trainer.check_val_every_n_epoch=3", "trainer.max_epochs=2", "trainer.max_steps=5"],
+            "check_val_every_n_epoch=3 never validates",
+        ),
     ],
 )
 def test_a_run_that_would_never_validate_is_refused_before_training(make_cfg, overrides, key):
     """Lightning failed after training: early stopping or the plateau schedule found no val/acc."""
     with pytest.raises(ConfigError, match=key):
         train(make_cfg([*TINY_RECALL, *overrides, "logger=none"]))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # the clock's stop waits for min_epochs: the second epoch, validated, always ends
+        [
+            "trainer.check_val_every_n_epoch=2",
+            "trainer.min_epochs=2",
+            "++trainer.max_time=00:00:01:00",
+        ],
+        # validation by batches, not epochs
+        [
+            "trainer.check_val_every_n_epoch=null",
+            "++trainer.val_check_interval=4",
+            "trainer.max_steps=9",
+        ],
+        ["trainer.max_steps=5", "++trainer.max_time={seconds: 30}"],
+    ],
+)
+def test_a_run_that_validates_is_not_refused(make_cfg, overrides):
+    check_validates(make_cfg([*TINY_RECALL, *overrides, "logger=none"]))
