@@ -6,6 +6,7 @@ objective from `run(cfg)`. Flow: config -> datamodule -> DataSpec -> task -> Tra
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import math
@@ -449,15 +450,19 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     finally:
         for logger in loggers:
             logger.finalize(status)
-        release_process_group()
 
 
 def release_process_group() -> None:
-    """After a run over several processes: tear gloo down before the interpreter exits, or its
-    threads may abort the finished process ("terminate called without an active exception",
-    seen after a two-process eval that had printed its metrics)."""
+    """At exit from a run over several processes: tear gloo down before the interpreter ends,
+    or its threads may abort the finished process ("terminate called without an active
+    exception", seen after a two-process eval that had printed its metrics). Lightning does
+    this at exit for NCCL only. At exit, not after each run: a failed rank's traceback comes
+    first, and a caller's own group or a later run in the process keeps its group."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+atexit.register(release_process_group)
 
 
 def log_hparams(loggers: list[Logger], hparams: dict[str, Any], metrics: dict[str, float]) -> None:
@@ -538,7 +543,6 @@ def evaluate(cfg: DictConfig) -> dict[str, float | str]:
     finally:
         for logger in loggers:
             logger.finalize("success")
-        release_process_group()
 
 
 def check_spec_matches(task: L.LightningModule, spec: DataSpec, ckpt_path: Path) -> None:

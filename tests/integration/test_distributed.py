@@ -131,3 +131,22 @@ def test_two_processes_evaluate_a_checkpoint_as_one_does(tmp_path):
     test_keys = sorted(key for key in trained if key.startswith("test/"))
     assert {"test/loss", "test/acc", "test/f1"} <= set(test_keys)
     assert not mismatches(trained, evaluated, test_keys), mismatches(trained, evaluated, test_keys)
+
+
+def test_a_process_group_is_torn_down_at_exit(tmp_path):
+    """gloo's threads alive at interpreter exit once aborted a finished two-process run; rnnlab
+    destroys the group at exit. A handler registered before rnnlab's runs after it (LIFO)."""
+    code = (
+        "import atexit, torch.distributed as dist\n"
+        "atexit.register(lambda: print('initialized at exit:', dist.is_initialized()))\n"
+        "import rnnlab.train\n"
+        f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'store'}', "
+        "rank=0, world_size=1)\n"
+        "print('initialized:', dist.is_initialized())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "initialized: True" in result.stdout
+    assert "initialized at exit: False" in result.stdout
