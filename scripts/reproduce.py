@@ -78,7 +78,8 @@ TUNED = {
 
 
 # Bai, Kolter & Koltun 2018, Table 1, the field's RNN benchmark table: per task its label, the
-# metric of its rows, the published recurrent columns and the TCN's. The reference rows and the
+# metric of its rows, the published recurrent columns, the TCN's, and the size (parameters, about
+# the same for every model of theirs on a task). The reference rows and the
 # README's side-by-side table both read it.
 BAI2018 = {
     "adding_600": (
@@ -86,24 +87,28 @@ BAI2018 = {
         "test/mse",
         {"lstm": "0.164", "gru": "5.3e-5", "rnn": "0.177"},
         "5.8e-5",
+        "70K",
     ),
     "copy_1000": (
         "copy memory, T=1000, test cross-entropy per step (no memory: 10 ln 8 / 1020 = 0.0204)",
         "test/loss",
         {"lstm": "0.0204", "gru": "0.0197", "rnn": "0.0202"},
         "3.5e-5",
+        "16K",
     ),
     "jsb": (
         "JSB Chorales, test NLL per frame",
         "test/loss",
         {"lstm": "8.45", "gru": "8.43", "rnn": "8.91"},
         "8.10",
+        "300K",
     ),
     "nottingham": (
         "Nottingham, test NLL per frame",
         "test/loss",
         {"lstm": "3.29", "gru": "3.46", "rnn": "4.05"},
         "3.07",
+        "1M",
     ),
 }
 # minGRU (issue 20's parallel cell) on the synthetic tasks: Bai et al. had none; its rows ask
@@ -112,14 +117,15 @@ BAI_CELLS = ("lstm", "gru", "rnn", "mingru")
 
 
 def bai_anchor(task: str, cell: str) -> str:
-    """A row's anchor: the cell's published column and the TCN's."""
-    published, tcn = BAI2018[task][2].get(cell), BAI2018[task][3]
+    """A row's anchor: the cell's published column, the TCN's, and the size of their models."""
+    _, _, published, tcn, size = BAI2018[task]
+    name = "minGRU" if cell == "mingru" else cell.upper()
     column = (
-        f"Bai et al. 2018 {cell.upper()} {published}"
-        if published
-        else (f"{cell}: not in Bai et al. 2018")
+        f"Bai et al. 2018 {name} {published[cell]}"
+        if cell in published
+        else (f"{name}: not in Bai et al. 2018")
     )
-    return f"{column}, TCN {tcn}"
+    return f"{column}, TCN {tcn} (their models about {size} parameters)"
 
 
 QUICK_SLICE = ["trainer.max_epochs=2", "trainer.limit_train_batches=0.1"]
@@ -365,6 +371,7 @@ def run(row: Row, seed: int, out: Path, quick: bool, extra: tuple[str, ...] = ()
         "values": {m: metrics.get(m) for m in row.metrics},
         "epochs": metrics.get("epochs"),
         "steps": metrics.get("steps"),
+        "parameters": metrics.get("parameters"),
         "precision": str(config["trainer"].get("precision")),
     }
 
@@ -442,32 +449,57 @@ def table(store: dict) -> str:
 
 def bai_table(store: dict) -> str:
     """Bai et al. 2018's Table 1 beside the stored rows: per task and cell, our mean ± sd over
-    the seeds run (the row's first metric) and the published value."""
-    names = {row.name for row in ROWS}
+    the seeds run (the row's first metric), with the seeds and the model's size, then the
+    published value. Only results of the row's full command count: seeds of `--quick`, of
+    `--set` variants or of a command since changed say so instead of showing a number."""
+    by_name = {row.name: row for row in ROWS}
     lines = [
-        "| task | "
+        "| task | size (Bai et al.) | "
         + " | ".join(c.upper() if c != "mingru" else "minGRU" for c in BAI_CELLS)
         + " | TCN |",
-        "|---" * (len(BAI_CELLS) + 2) + "|",
+        "|---" * (len(BAI_CELLS) + 3) + "|",
     ]
     rows = store.get("rows", {})
-    for task, (label, metric, published, tcn) in BAI2018.items():
+    for task, (label, metric, published, tcn, size) in BAI2018.items():
         cells = []
         for cell in BAI_CELLS:
-            name = f"{task}_{cell}"
-            if name not in names:  # no such row: minGRU on music
+            row = by_name.get(f"{task}_{cell}")
+            if row is None:  # no such row: minGRU on music
                 cells.append("—")
                 continue
-            runs = rows.get(name, {}).get("runs", {})
-            values = [
-                r["values"][metric]
-                for r in runs.values()
-                if r["status"] == "ok" and r["values"].get(metric) is not None
-            ]
-            ours = f"**{mean_sd(values)}** ({len(values)})" if values else "not run yet"
+            entry = rows.get(row.name, {})
+            ours = bai_cell(entry, row, metric)
             cells.append(f"{ours} · {published[cell]}" if cell in published else ours)
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {tcn} |")
+        lines.append(f"| {label} | {size} | " + " | ".join(cells) + f" | {tcn} |")
     return "\n".join(lines) + "\n"
+
+
+def bai_cell(entry: dict, row: Row, metric: str) -> str:
+    """'8.139 ± 0.030 (3 seeds, 1.58M)': one row's results in Bai et al.'s table."""
+    runs = entry.get("runs", {})
+    if not runs:
+        return "not run yet"
+    if entry.get("command") != command_line(row, quick=False):
+        return "measured with another command"
+    ok = [r for r in runs.values() if r["status"] == "ok"]
+    values = [r["values"][metric] for r in ok if r["values"].get(metric) is not None]
+    failed = sum(r["status"].startswith("failed") for r in runs.values())
+    facts = [f"{len(values)} seed{'s' if len(values) != 1 else ''}"] if values else []
+    sizes = {r.get("parameters") for r in ok}
+    if len(sizes) == 1 and None not in sizes:
+        facts.append(short_count(sizes.pop()))
+    if failed:
+        facts.append(f"{failed} failed")
+    if not values:
+        return "; ".join(facts) if failed else "not measured yet"
+    return f"{mean_sd(values)} ({', '.join(facts)})"
+
+
+def short_count(n: float) -> str:
+    """A parameter count as a table shows it: 1.58M, 85.5K, 9.4K."""
+    if n >= 1e6:
+        return f"{n / 1e6:.3g}M"
+    return f"{n / 1e3:.3g}K"
 
 
 def merge(
@@ -525,16 +557,32 @@ README_START, README_END = "<!-- reproduce:start -->", "<!-- reproduce:end -->"
 BAI_START, BAI_END = "<!-- bai2018:start -->", "<!-- bai2018:end -->"
 
 
+def has_markers(readme: Path, start: str = README_START, end: str = README_END) -> bool:
+    content = readme.read_text()
+    return start in content and end in content
+
+
 def update_readme(
     readme: Path, text: str, start: str = README_START, end: str = README_END
 ) -> None:
     """Replace what stands between the README's markers (reproduce's unless named) with text."""
-    content = readme.read_text()
-    if start not in content or end not in content:
+    if not has_markers(readme, start, end):
         raise SystemExit(f"{readme} has no {start} ... {end} markers")
-    head, rest = content.split(start, 1)
+    head, rest = readme.read_text().split(start, 1)
     tail = rest.split(end, 1)[1]
     readme.write_text(f"{head}{start}\n{text}{end}{tail}")
+
+
+def write_readme(readme: Path, store: dict) -> None:
+    """The reference table between reproduce's markers; Bai et al.'s table beside its rows
+    between its own, where the README has them (a README of one's own may not)."""
+    update_readme(readme, table(store))
+    if has_markers(readme, BAI_START, BAI_END):
+        update_readme(readme, bai_table(store), BAI_START, BAI_END)
+    else:
+        print(
+            f"{readme} has no {BAI_START} markers: Bai et al.'s table not written", file=sys.stderr
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -560,6 +608,9 @@ def main(argv: list[str] | None = None) -> None:
     rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
+    if args.readme and not (args.readme.is_file() and has_markers(args.readme)):
+        # before hours of runs, not after them
+        parser.error(f"--readme {args.readme}: no file with {README_START} ... {README_END}")
     store = load(results_file)
     for row in [] if args.table else rows:
         for seed in args.seeds:
@@ -572,8 +623,7 @@ def main(argv: list[str] | None = None) -> None:
             (out / "results.md").write_text(table(store))
     (out / "results.md").write_text(table(store))
     if args.readme:
-        update_readme(args.readme, table(store))
-        update_readme(args.readme, bai_table(store), BAI_START, BAI_END)
+        write_readme(args.readme, store)
     print(table(store))
 
 

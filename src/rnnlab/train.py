@@ -201,8 +201,13 @@ def curated_hparams(cfg: DictConfig, task: L.LightningModule) -> dict[str, Any]:
         "batch_size": cfg.data.get("batch_size", -1),
         "seed": cfg.get("seed") if cfg.get("seed") is not None else -1,
         "precision": str(cfg.trainer.get("precision")),
-        "parameters": sum(p.numel() for p in task.parameters()),
+        "parameters": parameter_count(task),
     }
+
+
+def parameter_count(task: L.LightningModule) -> int:
+    """Every parameter of the task's model (tables compare models of a stated size)."""
+    return sum(p.numel() for p in task.parameters())
 
 
 def instantiate_group(group_cfg: DictConfig | None) -> list[Any]:
@@ -299,7 +304,7 @@ def run_summary(cfg: DictConfig, trainer: L.Trainer, task: L.LightningModule) ->
     ]
     devices = trainer.num_devices * trainer.num_nodes
     device = str(trainer.strategy.root_device) + (f" x {devices}" if devices > 1 else "")
-    parameters = sum(p.numel() for p in task.parameters())
+    parameters = parameter_count(task)
     return (
         f"data={choice('data', cfg)} ({', '.join(sizes)}) | {direction}{model.cell} "
         f"hidden_size={model.hidden_size} num_layers={model.num_layers} | "
@@ -416,7 +421,8 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
         log.info("run directory %s", Path(cfg.paths.output_dir).resolve())
         log.info(run_summary(cfg, trainer, task))
 
-    metrics: dict[str, float | str] = {}
+    # the model's size with its results: published tables compare models of a stated size
+    metrics: dict[str, float | str] = {"parameters": float(parameter_count(task))}
     status = "failed"
     try:
         if cfg.get("train", True):

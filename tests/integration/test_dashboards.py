@@ -230,6 +230,7 @@ def test_reproduce_quick_runs_seeds_and_writes_the_results_table(tmp_path):
     accuracies = [runs[seed]["values"]["test/acc"] for seed in ("1", "2")]
     for run in runs.values():
         assert run["status"] == "ok" and run["epochs"] >= 1 and run["precision"] == "32-true"
+        assert run["parameters"] == runs["1"]["parameters"] > 1000  # the model's size, stored
         assert {"commit", "torch", "lightning", "machine"} <= set(run["provenance"])
         assert run["provenance"]["machine"]["isa"]
     # the table shows the mean and the sample standard deviation over the two seeds

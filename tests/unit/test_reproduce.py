@@ -108,22 +108,23 @@ def test_a_row_whose_command_changed_starts_its_seeds_afresh():
     assert reproduce.summary(entry["runs"], ROW.metrics) == "acc 0.7, f1 not measured yet (1 seed)"
 
 
-def test_the_bai_table_sets_each_cell_beside_its_published_value(tmp_path):
+def test_the_bai_table_sets_each_cell_beside_its_published_value():
     """Bai et al.'s Table 1 side by side: our mean ± sd over the ok seeds of a row's first
-    metric, the published column after it; a row not yet run says so, a failed seed is left
-    out of the mean, and a cell with no row (minGRU on music) is marked as absent."""
+    metric with the seeds, the model's size and any failures, then the published column; a row
+    not run says so, and a cell with no row (minGRU on music) is marked as absent."""
     store: dict = {}
     adding = next(r for r in reproduce.ROWS if r.name == "adding_600_gru")
     for seed, mse in ((12345, 4e-5), (1, 6e-5), (2, 5e-5)):
-        ok = {"status": "ok", "values": {"test/mse": mse}}
+        ok = {"status": "ok", "values": {"test/mse": mse}, "parameters": 64187.0}
         reproduce.merge(store, adding, seed, ok, quick=False)
     reproduce.merge(store, adding, 3, {"status": "failed: killed"}, quick=False)
     text = reproduce.bai_table(store)
     line = next(x for x in text.splitlines() if x.startswith("| adding problem"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[1:] == [
+        "70K",
         "not run yet · 0.164",
-        "**5e-05 ± 1e-05** (3) · 5.3e-5",
+        "5e-05 ± 1e-05 (3 seeds, 64.2K, 1 failed) · 5.3e-5",
         "not run yet · 0.177",
         "not run yet",
         "5.8e-5",
@@ -131,23 +132,52 @@ def test_the_bai_table_sets_each_cell_beside_its_published_value(tmp_path):
     music = next(x for x in text.splitlines() if x.startswith("| Nottingham"))
     assert music.rstrip(" |").endswith("— | 3.07")
 
+
+def test_the_bai_table_shows_no_number_measured_by_another_command():
+    """A --quick seed (T=100 for the T=600 row), a --set variant, or seeds of a command since
+    tuned are another experiment: the published table names none of them as the row's."""
+    adding = next(r for r in reproduce.ROWS if r.name == "adding_600_lstm")
+    ok = {"status": "ok", "values": {"test/mse": 0.01}}
+    for quick, extra in ((True, ()), (False, ("model.hidden_size=512",))):
+        store: dict = {}
+        reproduce.merge(store, adding, 1, dict(ok), quick=quick, extra=extra)
+        line = next(x for x in reproduce.bai_table(store).splitlines() if "T=600" in x)
+        assert "measured with another command · 0.164" in line and "0.01" not in line
+    failed: dict = {}
+    reproduce.merge(failed, adding, 1, {"status": "failed: killed"}, quick=False)
+    line = next(x for x in reproduce.bai_table(failed).splitlines() if "T=600" in x)
+    assert "| 1 failed · 0.164 |" in line
+
+
+def test_the_readme_is_checked_before_any_run_and_both_tables_written(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("RNNLAB_DATA_DIR", raising=False)  # were the check gone: a quick skip
+    results = tmp_path / "reference.json"
+    results.write_text(json.dumps({"rows": {}}))
+    args = ["--results", str(results), "--out", str(tmp_path / "out")]
+    bare = tmp_path / "NOTES.md"
+    bare.write_text("no markers\n")
+    try:  # refused before the rows run (hours), not after
+        reproduce.main(["--only", "multi30k", "--readme", str(bare), *args])
+    except SystemExit as exit:
+        assert exit.code == 2
+    else:
+        raise AssertionError("a README without markers was accepted")
+    assert "no file with <!-- reproduce:start -->" in capsys.readouterr().err
+    assert json.loads(results.read_text()) == {"rows": {}}
+
     readme = tmp_path / "README.md"
     readme.write_text(
         f"a\n{reproduce.README_START}\nold\n{reproduce.README_END}\nb\n"
         f"{reproduce.BAI_START}\nold\n{reproduce.BAI_END}\nc\n"
     )
-    results = tmp_path / "reference.json"
-    results.write_text(json.dumps(store))
-    reproduce.main(
-        [
-            "--table",
-            "--results",
-            str(results),
-            "--readme",
-            str(readme),
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
+    reproduce.main(["--table", "--readme", str(readme), *args])
     written = readme.read_text()
-    assert "old" not in written and text in written and written.endswith("c\n")
+    assert "old" not in written and reproduce.bai_table({"rows": {}}) in written
+    assert written.startswith("a\n") and written.endswith("c\n")
+    # a README of one's own with the reference markers only: that table, and a note
+    readme.write_text(f"{reproduce.README_START}\nold\n{reproduce.README_END}\n")
+    reproduce.main(["--table", "--readme", str(readme), *args])
+    assert "old" not in readme.read_text()
+    assert "Bai et al.'s table not written" in capsys.readouterr().err
