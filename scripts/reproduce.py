@@ -127,7 +127,7 @@ BAI2018 = {
         "1M",
     ),
 }
-# minGRU (issue 20's parallel cell) on the synthetic tasks: Bai et al. had none; its rows ask
+# minGRU (the parallel-scan cell) on the synthetic tasks: Bai et al. had none; its rows ask
 # whether a recurrent model reaches the TCN column
 BAI_CELLS = ("lstm", "gru", "rnn", "mingru")
 

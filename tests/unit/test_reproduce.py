@@ -181,3 +181,17 @@ def test_the_readme_is_checked_before_any_run_and_both_tables_written(
     reproduce.main(["--table", "--readme", str(readme), *args])
     assert "old" not in readme.read_text()
     assert "Bai et al.'s table not written" in capsys.readouterr().err
+
+
+def test_every_cell_of_the_bai_table_reads_a_metric_its_row_measures():
+    """A metric the row does not record would leave its cell 'not measured yet' for ever."""
+    rows = {row.name: row for row in reproduce.ROWS}
+    cells = 0
+    for task, (_, metric, published, *_) in reproduce.BAI2018.items():
+        for cell in reproduce.BAI_CELLS:
+            row = rows.get(f"{task}_{cell}")
+            assert row is not None or cell not in published, f"{task}_{cell} has no row"
+            if row is not None:
+                assert metric in row.metrics, row.name
+                cells += 1
+    assert cells == 4 * 3 + 2  # LSTM, GRU, RNN everywhere; minGRU on adding and copy
