@@ -2,6 +2,7 @@
 
     python scripts/reproduce.py                    # every row, 3 seeds (many hours on 2 CPU cores)
     python scripts/reproduce.py --only recall ett  # rows whose name starts with these
+    python scripts/reproduce.py --only jsb_lstm    # a row's whole name: that row alone
     python scripts/reproduce.py --only multi30k --seeds 2   # one seed of a long row, another day
     python scripts/reproduce.py --quick            # reduced epochs and data: minutes
 
@@ -315,6 +316,17 @@ ROWS = [
 ]
 
 
+def selected_rows(only: list[str]) -> list[Row]:
+    """The rows `--only` names: a row's whole name selects that row alone (jsb_lstm, not
+    jsb_lstm_large too); any other word selects the rows whose name starts with it."""
+    names = {row.name for row in ROWS}
+    exact = {word for word in only if word in names}
+    prefixes = tuple(word for word in only if word not in names)
+    return [
+        r for r in ROWS if not only or r.name in exact or (prefixes and r.name.startswith(prefixes))
+    ]
+
+
 def data_missing(row: Row) -> str | None:
     if row.data is None:
         return None
@@ -626,7 +638,7 @@ def main(argv: list[str] | None = None) -> None:
     results_file = args.results or default_results
     if extra and results_file.resolve() == (ROOT / "results" / "reference.json").resolve():
         parser.error("--set changes the reference rows: give a --results file of their own")
-    rows = [r for r in ROWS if not args.only or r.name.startswith(tuple(args.only))]
+    rows = selected_rows(args.only)
     if not rows:
         parser.error(f"no row starts with {args.only}; rows: {[r.name for r in ROWS]}")
     if args.readme and not (args.readme.is_file() and has_markers(args.readme)):

@@ -195,3 +195,10 @@ def test_every_cell_of_the_bai_table_reads_a_metric_its_row_measures():
                 assert metric in row.metrics, row.name
                 cells += 1
     assert cells == 4 * 3 + 2  # LSTM, GRU, RNN everywhere; minGRU on adding and copy
+
+
+def test_only_selects_a_whole_row_name_alone_and_otherwise_by_prefix():
+    names = [row.name for row in reproduce.selected_rows(["jsb_lstm", "ett"])]
+    assert names == ["ett_96", "ett_192", "ett_336", "ett_720", "jsb_lstm"]
+    assert "jsb_lstm_large" in [r.name for r in reproduce.selected_rows(["jsb_lstm_"])]
+    assert len(reproduce.selected_rows([])) == len(reproduce.ROWS)
