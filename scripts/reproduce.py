@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -414,9 +416,24 @@ def wall_time(seconds: float) -> str:
 
 
 def mean_sd(values: list[float]) -> str:
-    """'0.8852 ± 0.0031': the mean and, over two values or more, the sample sd."""
-    spread = f" ± {statistics.stdev(values):.2g}" if len(values) > 1 else ""
-    return f"{statistics.fmean(values):.4g}{spread}"
+    """'0.8852 ± 0.0031': the mean and, over two values or more, the sample sd, the mean given to
+    the sd's second significant digit (8.400 ± 0.017, never 8.4 ± 0.017); means below 0.001 in
+    e-notation (8.3e-6 ± 5.8e-6), as Bai et al. print theirs."""
+    mean = statistics.fmean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else None
+    if not sd or not math.isfinite(sd) or not math.isfinite(mean):
+        return _tidy(f"{mean:.4g}") + ("" if sd is None else f" ± {sd:.2g}")
+    place = math.floor(math.log10(sd)) - 1  # the sd's second significant digit
+    if mean != 0 and abs(mean) < 1e-3:
+        digits = max(1, math.floor(math.log10(abs(mean))) - place + 1)  # significant
+        return _tidy(f"{mean:.{digits - 1}e} ± {sd:.1e}")
+    decimals = max(0, -place)
+    return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
+
+
+def _tidy(text: str) -> str:
+    """'5.3e-5', not '5.3e-05': the exponent without its padding zero."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", text)
 
 
 def summary(runs: dict[str, dict], metrics: list[str]) -> str:

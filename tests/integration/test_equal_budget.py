@@ -127,7 +127,7 @@ def test_table_puts_cells_in_columns_with_mean_and_sd():
             reproduce.merge(store, row, seed, result, quick=False)
     lines = equal_budget.table(store).splitlines()
     assert lines[0].startswith("| task | budget | rnn | lstm | gru | mingru | minlstm |")
-    assert lines[2].split(" | ")[1:7] == ["2 min", "", "0.025 ± 0.0071", "", "0.01", ""]
+    assert lines[2].split(" | ")[1:7] == ["2 min", "", "0.0250 ± 0.0071", "", "0.01", ""]
     assert lines[2].split(" | ")[7:9] == ["1 or 2", "32-true, bf16-mixed"]  # both shown
     assert lines[3].startswith("| copy: acc_symbols |  |  | 0.5 ± 0 |  | 0.5 |")
 

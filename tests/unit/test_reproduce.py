@@ -34,6 +34,17 @@ def test_a_metric_no_seed_measured_is_shown_as_such():
     assert text == "acc 0.9, f1 not measured yet (1 seed)"
 
 
+def test_a_mean_is_shown_to_the_precision_of_its_sd():
+    """8.400 ± 0.014, not 8.4 ± 0.014: the trailing zeros are digits the seeds measured; a mean
+    below 0.001 in e-notation, with the published column's exponent style."""
+    assert reproduce.mean_sd([8.3854, 8.4013, 8.4132]) == "8.400 ± 0.014"
+    assert reproduce.mean_sd([0.020402, 0.020394, 0.020395]) == "0.0203970 ± 0.0000044"
+    assert reproduce.mean_sd([1.49e-5, 4.38e-6, 5.68e-6]) == "8.3e-6 ± 5.7e-6"
+    assert reproduce.mean_sd([1234.0, 1400.0, 1100.0]) == "1245 ± 150"
+    assert reproduce.mean_sd([3.5, 3.5]) == "3.5 ± 0"
+    assert reproduce.mean_sd([5.3e-5]) == "5.3e-5"
+
+
 def test_overrides_for_a_variant_never_write_into_the_reference_results(tmp_path, capsys):
     import pytest
 
@@ -124,7 +135,7 @@ def test_the_bai_table_sets_each_cell_beside_its_published_value():
     assert cells[1:] == [
         "70K",
         "not run yet · 0.164",
-        "5e-05 ± 1e-05 (3 seeds, 64.2K, 1 failed) · 5.3e-5",
+        "5.0e-5 ± 1.0e-5 (3 seeds, 64.2K, 1 failed) · 5.3e-5",
         "not run yet · 0.177",
         "not run yet",
         "5.8e-5",
