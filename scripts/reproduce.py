@@ -420,13 +420,17 @@ def mean_sd(values: list[float]) -> str:
     the sd's second significant digit (8.400 ± 0.017, never 8.4 ± 0.017); means below 0.001 in
     e-notation (8.3e-6 ± 5.8e-6), as Bai et al. print theirs."""
     mean = statistics.fmean(values)
+    if not all(map(math.isfinite, values)):  # a diverged seed: nan or inf, shown, never an sd
+        return f"{mean:.4g}"
     sd = statistics.stdev(values) if len(values) > 1 else None
-    if not sd or not math.isfinite(sd) or not math.isfinite(mean):
-        return _tidy(f"{mean:.4g}") + ("" if sd is None else f" ± {sd:.2g}")
+    if not sd:
+        return _tidy(f"{mean:.4g}") + ("" if sd is None else " ± 0")
     place = math.floor(math.log10(sd)) - 1  # the sd's second significant digit
     if mean != 0 and abs(mean) < 1e-3:
         digits = max(1, math.floor(math.log10(abs(mean))) - place + 1)  # significant
         return _tidy(f"{mean:.{digits - 1}e} ± {sd:.1e}")
+    if place > 0:  # 1240 ± 150, not 1244.67 ± 150.33
+        mean, sd = round(mean, -place), round(sd, -place)
     decimals = max(0, -place)
     return f"{mean:.{decimals}f} ± {sd:.{decimals}f}"
 
