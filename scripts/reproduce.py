@@ -435,8 +435,9 @@ def mean_sd(values: list[float]) -> str:
         return _tidy(f"{mean:.4g}") + ("" if sd is None else " ± 0")
     place = math.floor(math.log10(sd)) - 1  # the sd's second significant digit
     if mean != 0 and abs(mean) < 1e-3:
-        digits = max(1, math.floor(math.log10(abs(mean))) - place + 1)  # significant
-        return _tidy(f"{mean:.{digits - 1}e} ± {sd:.1e}")
+        rounded = abs(round(mean, -place)) or abs(mean)  # 9.94e-6 to the sd's digit: 1.0e-5
+        digits = max(1, math.floor(math.log10(rounded)) - place + 1)  # significant
+        return _tidy(f"{round(mean, -place):.{digits - 1}e} ± {sd:.1e}")
     if place > 0:  # 1240 ± 150, not 1244.67 ± 150.33
         mean, sd = round(mean, -place), round(sd, -place)
     decimals = max(0, -place)

@@ -40,6 +40,7 @@ def test_a_mean_is_shown_to_the_precision_of_its_sd():
     assert reproduce.mean_sd([8.3854, 8.4013, 8.4132]) == "8.400 ± 0.014"
     assert reproduce.mean_sd([0.020402, 0.020394, 0.020395]) == "0.0203970 ± 0.0000044"
     assert reproduce.mean_sd([1.49e-5, 4.38e-6, 5.68e-6]) == "8.3e-6 ± 5.7e-6"
+    assert reproduce.mean_sd([1.754e-5, 2.33e-6]) == "1.0e-5 ± 1.1e-5"  # rounds up a decade
     assert reproduce.mean_sd([1234.0, 1400.0, 1100.0]) == "1240 ± 150"
     assert reproduce.mean_sd([3.5, 3.5]) == "3.5 ± 0"
     assert reproduce.mean_sd([5.3e-5]) == "5.3e-5"
