@@ -102,8 +102,11 @@ def test_copy_memoryless_baseline_scores_ten_log_eight_over_the_length():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["data=adding", "data.seq_len=16"], ["test/mse", "val/mse_best"]),
-        (["data=copy", "data.blanks=16"], ["test/loss", "test/acc", "test/acc_symbols"]),
+        (["data=adding", "data.seq_len=16"], ["test/mse", "val/mse_best", "train/loss_step"]),
+        (
+            ["data=copy", "data.blanks=16"],
+            ["test/loss", "test/acc", "test/acc_symbols", "train/loss_step"],
+        ),
     ],
 )
 def test_fast_dev_run(make_cfg, overrides, expected):

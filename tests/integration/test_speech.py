@@ -145,8 +145,8 @@ def test_fast_dev_run_of_both_tasks(fsdd_dir, make_cfg, data):
         overrides += [f"data.{key}={value}" for key, value in CONNECTED.items()]
         overrides += ["task.beam_size=3"]
     metrics = train(make_cfg(overrides))
-    key = "test/acc" if data == "fsdd" else "test/der"
-    assert key in metrics and np.isfinite(metrics[key])
+    for key in ("test/acc" if data == "fsdd" else "test/der", "train/loss_step"):
+        assert key in metrics and np.isfinite(metrics[key]), key
 
 
 def test_transcribe_uses_only_the_checkpoint(fsdd_dir, make_cfg, tmp_path):

@@ -122,6 +122,18 @@ class BaseTask(L.LightningModule):
         self.monitor_best(values[self.monitor])
         self.log(f"{self.monitor}_best", self.monitor_best.compute(), prog_bar=True)
 
+    def track_loss(self, split: str, loss: Tensor, weight: Tensor | int) -> None:
+        """Add a batch's mean loss, weighted by what it averages over (steps, frames, labels), to
+        `<split>_loss`, a MeanMetric, so that the epoch's value is the loss over the whole split.
+        Training also logs the batch's own value as `train/loss_step`: Lightning takes a logged
+        Metric's step value from its forward call, so `update` alone would log none."""
+        metric = getattr(self, f"{split}_loss")
+        if split != "train":
+            metric.update(loss.detach(), weight)
+            return
+        metric(loss.detach(), weight)
+        self.log("train/loss", metric, on_step=True, on_epoch=True, prog_bar=True)
+
     def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         """The loss of one batch of `split` (train, val or test), its metrics updated: tasks
         whose three steps differ only in the split implement this and inherit the steps."""

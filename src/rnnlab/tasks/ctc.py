@@ -161,9 +161,8 @@ class CTCTask(BaseTask):
         losses = self.ctc_losses(log_probs, batch)
         label_count = batch["target_lengths"].sum()
         loss = losses.sum() / label_count
-        getattr(self, f"{split}_loss").update(loss.detach(), label_count)
+        self.track_loss(split, loss, label_count)
         if split == "train":
-            self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
             return loss
         beam = self.hparams.beam_size if split == "test" else 1
         predictions = self.decode(log_probs.detach().cpu(), batch["lengths"].cpu(), beam)

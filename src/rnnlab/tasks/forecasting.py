@@ -137,8 +137,7 @@ class ForecastingTask(BaseTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._loss(self(batch["inputs"]), batch["targets"])
-        self.train_loss(loss.detach(), len(batch["inputs"]))  # every window has H x C points
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.track_loss("train", loss, len(batch["inputs"]))  # every window has H x C points
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

@@ -129,8 +129,7 @@ class CharacterModel(BaseTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, characters = self._loss(batch)
-        self.train_loss(loss.detach(), characters)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.track_loss("train", loss, characters)
         if self.per_character:
             self.train_bpc.update(loss.detach() / math.log(2), characters)
             self.log("train/bpc", self.train_bpc, on_step=False, on_epoch=True)

@@ -70,10 +70,7 @@ class PianoRollTask(BaseTask):
     def shared_step(self, batch: dict[str, Tensor], split: str) -> Tensor:
         nll, valid = self.frame_nll(batch)
         loss = nll[valid].mean()
-        epoch_loss = getattr(self, f"{split}_loss")
-        epoch_loss.update(loss.detach(), int(valid.sum()))
-        if split == "train":
-            self.log("train/loss", epoch_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.track_loss(split, loss, int(valid.sum()))
         return loss
 
     def split_loss(self, split: str) -> dict[str, Tensor]:

@@ -48,8 +48,7 @@ class RegressionTask(BaseTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = F.mse_loss(self(batch["inputs"], batch.get("lengths")), batch["targets"])
-        self.train_loss(loss.detach(), len(batch["targets"]))
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.track_loss("train", loss, len(batch["targets"]))
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:

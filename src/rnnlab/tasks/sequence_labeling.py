@@ -74,9 +74,8 @@ class SequenceLabelingTask(BaseTask):
             valid = valid_mask(batch["lengths"], targets.size(1), targets.device)
         logits, targets = logits[valid], targets[valid]  # (N, C), (N,): the valid steps
         loss = F.cross_entropy(logits, targets)
-        getattr(self, f"{split}_loss").update(loss.detach(), targets.numel())
+        self.track_loss(split, loss, targets.numel())
         if split == "train":
-            self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
             return loss
         correct = (logits.argmax(dim=-1) == targets).float()
         getattr(self, f"{split}_acc").update(correct)

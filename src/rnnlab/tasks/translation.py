@@ -237,8 +237,7 @@ class TranslationTask(BaseTask):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, tokens = self._loss(batch)
-        self.train_loss(loss.detach(), tokens)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.track_loss("train", loss, tokens)
         return loss
 
     # -- evaluation ------------------------------------------------------------------------
