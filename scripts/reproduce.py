@@ -17,8 +17,8 @@ Lightning versions, the machine: CPU model and instruction set or GPU, the preci
 epochs and optimizer steps, wall time and CPU time, date) in `--results`: for full runs the
 committed `results/reference.json`, from which the README's table is written; `--quick` keeps its
 own file under outputs/. A (row, seed) run again replaces its own entry and keeps the others, so
-long rows can have their seeds run on different days. A row whose command changed (a tuned preset)
-starts afresh at its first successful seed: the seeds of the old command move to "superseded".
+long rows can have their seeds run on different days. A row whose command changed (new tuned
+settings) starts afresh at its first successful seed: the old command's seeds move to "superseded".
 The table gives mean ± sd over the stored seeds (with their number), the published anchor and the
 estimator it is compared with, the machine and the mean wall time of one seed. A row whose data is
 missing (`RNNLAB_DATA_DIR`) is reported as skipped and never replaces a stored result. Reference
@@ -58,50 +58,29 @@ class Row:
     quick: list[str] = field(default_factory=list)  # extra overrides for --quick
 
 
-# Settings a tuning pass found for one cell on one data set, on top of its preset, at the size of
-# Bai et al. 2018's models for the task (about 300K parameters on JSB, 1M on Nottingham; they
-# tuned each recurrent model by grid search at that size). Seed 12345, one run each, chosen on the
-# validation NLL (val/loss_best). JSB LSTM, 200 units (293K): output_dropout 0.2 (the preset's)
-# 8.2542, 0.4 8.2282, 0.4 + embedding_dropout 0.3 8.2776; 160 units, embedding_dim 256,
-# output_dropout 0.4, embedding_dropout 0.3 (304K) 8.2676. JSB GRU, 240 units (299K): the preset's
-# dropout 8.4859, output_dropout 0.4 8.5318, and embedding_dropout 0.3 8.4131, weight_decay 0.05
-# 8.4799, lr 0.002 8.5311; 268 units with embedding_dim 64 (298K) 8.4988. JSB RNN, 440 units
-# (301K): 8.3436, output_dropout 0.4 8.4631; the preset (256 units, 133K) 8.4042.
-# Nottingham LSTM at Bai et al.'s 1M: 424 units (988K), output_dropout 0.4, embedding_dropout 0.3
-# 3.3724 at epoch 71 (the preset, 256 units and 429K, 3.5476); output_dropout 0.5 with
-# embedding_dropout 0.3, stopped by hand at epoch 72 for want of time, had reached 3.4172.
-TUNED = {
-    ("jsb", "lstm"): ["model.hidden_size=200", "task.output_dropout=0.4"],
-    ("jsb", "gru"): [
-        "model.hidden_size=240",
-        "task.output_dropout=0.4",
-        "task.embedding_dropout=0.3",
-    ],
-    ("jsb", "rnn"): ["model.hidden_size=440"],
-    ("nottingham", "lstm"): [
-        "model.hidden_size=424",
-        "task.output_dropout=0.4",
-        "task.embedding_dropout=0.3",
-    ],
-}
-# Tuned the same way without a size limit: the `*_large` rows, 3.5-5x Bai et al.'s size. JSB GRU:
-# the preset 8.4768; task.output_dropout=0.4 8.4560; that and model.hidden_size=512 8.4152 (seeds
-# 1, 2: 8.4090, 8.3698); 2 layers with dropout 0.3 8.5871; 128 units 8.5121;
-# model.chrono_t_max=16 8.5081; lr 0.002 8.4879; weight_decay 0.01 8.4882. JSB LSTM: the preset
-# 8.2354; hidden 512 + output_dropout 0.4 8.2114; and weight_decay 0.01 8.1957; and
-# embedding_dropout 0.2 8.1906 (0.3: 8.1512); and embedding_dim 256 8.1346; 256 + dropout 0.2
-# 8.1197, + dropout 0.3 8.1174; output_dropout 0.5 + embedding_dropout 0.2 at 512 units 8.1965,
-# 768 units 8.2003; 1024 units + output_dropout 0.5 8.2186; the preset with embedding_dropout 0.2
-# 8.2147. JSB RNN with the GRU's settings: 8.4069 against the preset's 8.4042.
-TUNED_LARGE = {
-    ("jsb", "gru"): ["model.hidden_size=512", "task.output_dropout=0.4"],
-    ("jsb", "lstm"): [
-        "model.hidden_size=512",
-        "task.output_dropout=0.4",
-        "task.embedding_dim=256",
-        "task.embedding_dropout=0.3",
-    ],
-}
+def tuned_settings(row: str) -> list[str]:
+    """The settings of the experiment preset named like the row (conf/experiment/<row>.yaml,
+    e.g. jsb_lstm: a cell tuned on one corpus's validation NLL, its comment listing what was
+    tried) beyond its corpus and cell, as the overrides of the row's command, in the file's
+    order; none when there is no such preset."""
+    path = ROOT / "conf" / "experiment" / f"{row}.yaml"
+    if not path.is_file():
+        return []
+    preset = yaml.safe_load(path.read_text())
+    preset.pop("defaults", None)  # experiment=music and the cell, which the command names
+
+    def leaves(node: dict, prefix: str = "") -> list[str]:
+        settings = []
+        for key, value in node.items():
+            if isinstance(value, dict):
+                settings += leaves(value, f"{prefix}{key}.")
+            elif isinstance(value, (bool, list)) or value is None:
+                raise ValueError(f"{path.name}: {prefix}{key} is not a number or a word")
+            else:
+                settings.append(f"{prefix}{key}={value}")
+        return settings
+
+    return [setting for setting in leaves(preset) if not setting.startswith("data.name=")]
 
 
 # Bai, Kolter & Koltun 2018, Table 1, the field's RNN benchmark table: per task its label, the
@@ -263,6 +242,8 @@ ROWS = [
         )
         for cell in BAI_CELLS
     ],
+    # a row tuned on validation runs the settings of its preset, experiment=<row name>; the
+    # command spells them out, so the stored seeds stay tied to what they ran
     *[
         Row(
             f"{name}_{cell}{suffix}",
@@ -270,25 +251,23 @@ ROWS = [
                 "experiment=music",
                 f"model={cell}",
                 f"data.name={name}",
-                *tuned.get((name, cell), []),
+                *tuned_settings(f"{name}_{cell}{suffix}"),
             ],
             ["test/loss"],
             f"{bai_anchor(name, cell)}, test NLL per frame"
             + (
-                f"; tuned on validation{limit}: {' '.join(tuned[name, cell])}"
-                if (name, cell) in tuned
+                f"; tuned on validation{limit} (experiment={name}_{cell}{suffix}): "
+                + " ".join(tuned_settings(f"{name}_{cell}{suffix}"))
+                if tuned_settings(f"{name}_{cell}{suffix}")
                 else ""
             ),
             "music",
             ["trainer.max_epochs=2"],
         )
         for name in ("jsb", "nottingham")
-        for suffix, tuned, limit in (
-            ("", TUNED, ""),
-            ("_large", TUNED_LARGE, " without a size limit"),
-        )
+        for suffix, limit in (("", ""), ("_large", " without a size limit"))
         for cell in ("lstm", "gru", "rnn")
-        if suffix == "" or (name, cell) in tuned
+        if suffix == "" or tuned_settings(f"{name}_{cell}{suffix}")
     ],
     *[
         Row(

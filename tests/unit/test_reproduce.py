@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("reproduce", ROOT / "scripts" / "reproduce.py")
 reproduce = importlib.util.module_from_spec(spec)
@@ -215,3 +217,39 @@ def test_only_selects_a_whole_row_name_alone_and_otherwise_by_prefix():
     assert names == ["ett_96", "ett_192", "ett_336", "ett_720", "jsb_lstm"]
     assert "jsb_lstm_large" in [r.name for r in reproduce.selected_rows(["jsb_lstm_"])]
     assert len(reproduce.selected_rows([])) == len(reproduce.ROWS)
+
+
+def test_a_tuned_row_runs_exactly_its_experiment_preset(tmp_path):
+    """`python train.py experiment=jsb_lstm` is the jsb_lstm row's experiment: the row spells the
+    preset's settings out, and both compose the same config."""
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose_config
+
+    presets = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    rows = {row.name: row for row in reproduce.ROWS}
+    tuned = [n for n in presets if n in rows and rows[n].overrides[0] == "experiment=music"]
+    assert {"jsb_lstm", "jsb_gru", "jsb_rnn", "nottingham_lstm", "jsb_lstm_large"} <= set(tuned)
+    for name in tuned:
+        row = rows[name]
+        assert len(row.overrides) > 3 and f"experiment={name}" in row.anchor, name
+        as_row = compose_config(row.overrides, tmp_path)
+        as_preset = compose_config([f"experiment={name}"], tmp_path)
+        assert OmegaConf.to_yaml(as_row) == OmegaConf.to_yaml(as_preset), name
+    # a music row without a preset keeps experiment=music's settings
+    assert rows["nottingham_rnn"].overrides == [
+        "experiment=music",
+        "model=rnn",
+        "data.name=nottingham",
+    ]
+
+
+def test_a_preset_setting_a_list_or_a_switch_is_refused_by_name(tmp_path, monkeypatch):
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "x_lstm.yaml").write_text(
+        "defaults:\n  - music\ndata:\n  name: x\nmodel:\n  hidden_size: 8\ntask:\n  tags: [a]\n"
+    )
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    with pytest.raises(ValueError, match="x_lstm.yaml: task.tags"):
+        reproduce.tuned_settings("x_lstm")
+    assert reproduce.tuned_settings("y_lstm") == []
