@@ -40,6 +40,22 @@ DEFAULTS = {
     "frame_seconds": "0.25",
 }
 
+# options that only one kind of checkpoint reads: given to the other, they are refused by name
+# rather than silently ignored
+MUSIC_ONLY = ("midi", "prime", "frame_seconds")
+TEXT_ONLY = ("prompt", "top_k", "language")
+
+
+def refuse_the_other_kinds_options(given: set[str], music: bool) -> None:
+    ignored = [key for key in (TEXT_ONLY if music else MUSIC_ONLY) if key in given]
+    if ignored:
+        kind, other = ("music", "text") if music else ("text", "music")
+        needs = "prime=, midi=" if music else "prompt=, top_k=, language="
+        raise ConfigError(
+            f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} for a {other} "
+            f"checkpoint; ckpt_path is a {kind} one, which takes {needs}"
+        )
+
 
 def generate_music(
     options: dict[str, str],
@@ -75,7 +91,9 @@ def main() -> None:
         top_k = number_option(options, "top_k", int, above=0)
         seed = number_option(options, "seed", int)
         samples = number_option(options, "samples", int, above=0)
-        if task_of(read_checkpoint(options["ckpt_path"])) is PianoRollTask:
+        music = task_of(read_checkpoint(options["ckpt_path"])) is PianoRollTask
+        refuse_the_other_kinds_options({arg.partition("=")[0] for arg in sys.argv[1:]}, music)
+        if music:
             generate_music(options, length, temperature, seed, samples)
             return
         generator = Generator(options["ckpt_path"])

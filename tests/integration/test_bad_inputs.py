@@ -118,6 +118,13 @@ def test_scripts_given_another_task_say_which_task_it_is(monkeypatch, names_chec
     )
     assert "is a name generation checkpoint, not a classification one" in message
     assert "scripts/generate.py" in message
+    message = run_script(
+        monkeypatch, "generate.py", f"ckpt_path={names_checkpoints['names_gen']}", "midi=x.mid"
+    )
+    assert message == (
+        "error: midi is for a music checkpoint; ckpt_path is a text one, which takes prompt=, "
+        "top_k=, language="
+    )
 
 
 def test_eval_of_a_generator_as_a_classifier_says_which_task_it_is(make_cfg, names_checkpoints):

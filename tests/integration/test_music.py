@@ -189,6 +189,13 @@ def test_a_run_draws_piano_rolls_and_generate_writes_its_sample_as_midi(
     read = pretty_midi.PrettyMIDI(str(midi)).get_piano_roll(fs=4)[21:109].T > 0
     assert len(roll) == 25 and np.array_equal(read, roll[: len(read)])
     assert not roll[len(read) :].any()
+    # a text model's options would be ignored here: refused by name
+    refused = subprocess.run([*command, "top_k=5", "prompt=x"], cwd=ROOT, capture_output=True)
+    assert refused.returncode != 0
+    assert refused.stderr.decode().strip().splitlines()[-1] == (
+        "error: prompt, top_k are for a text checkpoint; ckpt_path is a music one, which takes "
+        "prime=, midi="
+    )
 
 
 def test_bad_mat_files_and_names_are_errors_naming_the_file_or_key(tmp_path):
