@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import subprocess
 import sys
 
@@ -211,6 +212,76 @@ def test_bad_mat_files_and_names_are_errors_naming_the_file_or_key(tmp_path):
         music(tmp_path / "data", tmp_path)
     with pytest.raises(ConfigError, match="data.name='bach' is not one of jsb, nottingham"):
         MusicDataModule(name="bach")
+
+
+def pitches_of(roll: np.ndarray) -> list[list[int]]:
+    """A piano roll as the authors' pickles hold it: each frame the list of MIDI pitches."""
+    return [[21 + int(key) for key in np.flatnonzero(frame)] for frame in roll]
+
+
+def test_the_authors_pickle_reads_as_the_same_rolls_as_the_mat(tmp_path):
+    content = write_mat(tmp_path / "mat" / "music")
+    splits = {
+        "train": [pitches_of(roll) for roll in content["traindata"][0]],
+        # numpy arrays and scalars as frames and pitches, tuples: they read alike
+        "valid": [
+            [np.array(f, dtype=np.int64) for f in pitches_of(roll)]
+            for roll in content["validdata"][0]
+        ],
+        "test": [[tuple(f) for f in pitches_of(roll)] for roll in content["testdata"][0]],
+    }
+    folder = tmp_path / "pickle" / "music"
+    folder.mkdir(parents=True)
+    (folder / "JSB Chorales.pickle").write_bytes(pickle.dumps(splits, protocol=2))
+    from_mat, from_pickle = music(tmp_path / "mat", tmp_path), music(tmp_path / "pickle", tmp_path)
+    assert from_pickle.path().name == "JSB Chorales.pickle"
+    for split in ("train", "val", "test"):
+        ours, theirs = from_mat.datasets[split].rolls, from_pickle.datasets[split].rolls
+        assert len(ours) == len(theirs) > 0
+        assert all(torch.equal(a, b) for a, b in zip(ours, theirs, strict=True)), split
+    # with both files there, the .mat (Bai et al.'s copy) is the one read
+    (tmp_path / "mat" / "music" / "JSB Chorales.pickle").write_bytes(b"unread")
+    assert music(tmp_path / "mat", tmp_path).path().name == "JSB_Chorales.mat"
+
+
+def test_a_python_2_pickle_reads_and_a_bad_pickle_is_refused_naming_file_and_key(tmp_path):
+    folder = tmp_path / "data" / "music"
+    folder.mkdir(parents=True)
+    path = folder / "Nottingham.pickle"
+    # Python 2's pickle.dumps({'train': [[[60, 64], []]], ...}, 0): byte-string keys
+    frames = b"(lp2\n(lp3\n(lp4\nI60\naI64\naa(lp5\naa"
+    path.write_bytes(
+        b"(dp0\nS'train'\np1\n"
+        + frames
+        + b"sS'valid'\np6\n"
+        + frames
+        + b"sS'test'\np7\n"
+        + frames
+        + b"s."
+    )
+    dm = music(tmp_path / "data", tmp_path, name="nottingham")
+    roll = dm.datasets["test"].rolls[0]
+    assert roll.shape == (2, 88) and roll[0, [60 - 21, 64 - 21]].tolist() == [1, 1]
+    assert roll.sum() == 2
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("ran",))
+
+    bad = {
+        "names builtins.print; a music pickle holds only lists of MIDI pitches": Payload(),
+        "lacks the key\\(s\\) valid, test": {"train": []},
+        r"valid\[1\] is not a list of frames": {"train": [], "valid": [[[60]], [60]], "test": []},
+        r"train\[0\]\[1\] holds 20; a frame lists MIDI pitches 21-108": {
+            "train": [[[60], [20]]],
+            "valid": [],
+            "test": [],
+        },
+    }
+    for message, content in bad.items():
+        path.write_bytes(pickle.dumps(content))
+        with pytest.raises(ConfigError, match=f"Nottingham.pickle.*{message}"):
+            music(tmp_path / "data", tmp_path, name="nottingham")
 
 
 def test_a_bidirectional_music_model_is_refused():

