@@ -7,9 +7,12 @@ read with the checkpoint's own tokeniser and vocabulary.
         prompt="ROMEO:" length=500 temperature=0.8 top_k=20 seed=0
 Names (data=names_gen): prints `samples` names of the language, each started by the prompt.
     python scripts/generate.py ckpt_path=... language=Russian samples=5 prompt="Ko" seed=0
-Music (data=music): samples `length` frames after a primer chord (`prime`: MIDI pitches) and
-writes them as a MIDI file, `frame_seconds` a frame (`samples` > 1: out_1.mid, out_2.mid, ...).
+Music (data=music): samples `length` frames after a primer and writes primer and continuation as
+a MIDI file, `frame_seconds` a frame (`samples` > 1: out_1.mid, out_2.mid, ...). The primer is a
+chord (`prime`: MIDI pitches) or the opening of a piece (`prime`: a .mid file, read at
+`frame_seconds` a frame; `prime_frames`: how many of its frames, default all).
     python scripts/generate.py ckpt_path=... midi=out.mid prime=60,64,67 length=256 seed=0
+    python scripts/generate.py ckpt_path=... midi=out.mid prime=piece.mid prime_frames=32
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 
 from rnnlab.callbacks.piano_roll import primer_frame
 from rnnlab.checkpoints import task_of
-from rnnlab.data.music import write_midi
+from rnnlab.data.music import read_midi, write_midi
 from rnnlab.errors import ConfigError
 from rnnlab.predict import Generator, load_task, number_option, parse_options
 from rnnlab.tasks import PianoRollTask
@@ -37,12 +40,13 @@ DEFAULTS = {
     "samples": "1",
     "midi": "",
     "prime": "60,64,67",
+    "prime_frames": "",
     "frame_seconds": "0.25",
 }
 
 # options that only one kind of checkpoint reads: given to the other, they are refused by name
 # rather than silently ignored
-MUSIC_ONLY = ("midi", "prime", "frame_seconds")
+MUSIC_ONLY = ("midi", "prime", "prime_frames", "frame_seconds")
 TEXT_ONLY = ("prompt", "top_k", "language")
 
 
@@ -57,6 +61,24 @@ def refuse_the_other_kinds_options(given: set[str], music: bool) -> None:
         )
 
 
+def read_primer(prime: str, frame_seconds: float, frames: int | None) -> torch.Tensor:
+    """`prime`: MIDI pitches (60,64,67), one frame, or a .mid file, its first `frames` frames
+    (all when None)."""
+    if prime.lower().endswith((".mid", ".midi")):
+        roll = read_midi(prime, frame_seconds)[:frames]
+        if not roll.any():
+            where = f"its first {frames} frames" if frames else "it"
+            raise ConfigError(f"prime={prime}: no note sounds in {where}")
+        return torch.from_numpy(roll)
+    try:
+        pitches = [int(pitch) for pitch in prime.split(",") if pitch.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"prime={prime!r} is neither MIDI pitches (60,64,67) nor a .mid file"
+        ) from None
+    return primer_frame(pitches)
+
+
 def generate_music(
     options: dict[str, str],
     length: int,
@@ -68,11 +90,8 @@ def generate_music(
     if not options["midi"]:
         raise ConfigError("midi=PATH.mid is required for a music checkpoint")
     frame_seconds = number_option(options, "frame_seconds", float, above=0)
-    try:
-        pitches = [int(pitch) for pitch in options["prime"].split(",") if pitch.strip()]
-    except ValueError:
-        raise ConfigError(f"prime={options['prime']!r} is not a list of MIDI pitches") from None
-    primer = primer_frame(pitches)
+    frames = number_option(options, "prime_frames", int, above=0)
+    primer = read_primer(options["prime"], frame_seconds, frames)
     task = load_task(options["ckpt_path"], PianoRollTask)
     path = Path(options["midi"])
     for sample in range(samples):

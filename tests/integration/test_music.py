@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import pickle
 import subprocess
@@ -15,7 +16,7 @@ import scipy.io
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rnnlab.data.music import CORPORA, MusicDataModule, collate_rolls, write_midi
+from rnnlab.data.music import CORPORA, MusicDataModule, collate_rolls, read_midi, write_midi
 from rnnlab.errors import ConfigError
 from rnnlab.tasks import PianoRollTask
 from rnnlab.train import train
@@ -123,7 +124,7 @@ def test_midi_reads_back_with_the_same_notes(tmp_path):
     path = tmp_path / "out.mid"
     notes = write_midi(roll, path, frame_seconds=0.25)
     midi = pretty_midi.PrettyMIDI(str(path))
-    read = midi.get_piano_roll(fs=4)[21:109].T > 0  # (frames, 88), MIDI 21-108
+    read = read_midi(path, frame_seconds=0.25) > 0  # (frames, 88), MIDI 21-108
     expected = np.zeros((max(len(read), len(roll)), 88), dtype=bool)
     expected[: len(roll)] = roll > 0
     assert read.shape[1] == 88 and np.array_equal(read, expected[: len(read)])
@@ -190,6 +191,22 @@ def test_a_run_draws_piano_rolls_and_generate_writes_its_sample_as_midi(
     read = pretty_midi.PrettyMIDI(str(midi)).get_piano_roll(fs=4)[21:109].T > 0
     assert len(roll) == 25 and np.array_equal(read, roll[: len(read)])
     assert not roll[len(read) :].any()
+    # its own sample back as the primer: the opening 8 frames, then 4 sampled after them
+    again = tmp_path / "again.mid"
+    primed = [
+        *command[:3],
+        f"midi={again}",
+        f"prime={midi}",
+        "prime_frames=8",
+        "length=4",
+        "seed=1",
+    ]
+    result = subprocess.run(primed, cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "12 frames (8 primer)" in result.stdout
+    primer = torch.from_numpy(read_midi(midi)[:8])
+    roll = task.generate(primer, 4, generator=torch.Generator().manual_seed(1)).numpy()
+    read = read_midi(again)
+    assert np.array_equal(read, roll[: len(read)]) and not roll[len(read) :].any()
     # a text model's options would be ignored here: refused by name
     refused = subprocess.run([*command, "top_k=5", "prompt=x"], cwd=ROOT, capture_output=True)
     assert refused.returncode != 0
@@ -282,6 +299,24 @@ def test_a_python_2_pickle_reads_and_a_bad_pickle_is_refused_naming_file_and_key
         path.write_bytes(pickle.dumps(content))
         with pytest.raises(ConfigError, match=f"Nottingham.pickle.*{message}"):
             music(tmp_path / "data", tmp_path, name="nottingham")
+
+
+def test_a_primer_that_is_no_midi_or_has_no_note_is_refused_naming_it(tmp_path):
+    spec = importlib.util.spec_from_file_location("generate", ROOT / "scripts" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not a midi file")
+    with pytest.raises(ConfigError, match=r"bad\.mid is not a readable MIDI file: MThd not found"):
+        generate.read_primer(str(bad), 0.25, None)
+    roll = np.zeros((12, 88), dtype=np.float32)
+    roll[6:, 39] = 1  # middle C from the seventh frame on
+    write_midi(roll, tmp_path / "late.mid")
+    with pytest.raises(ConfigError, match=r"late\.mid: no note sounds in its first 6 frames"):
+        generate.read_primer(str(tmp_path / "late.mid"), 0.25, 6)
+    assert generate.read_primer(str(tmp_path / "late.mid"), 0.25, 7)[6, 39] == 1
+    with pytest.raises(ConfigError, match="prime='C,E' is neither MIDI pitches"):
+        generate.read_primer("C,E", 0.25, None)
 
 
 def test_a_bidirectional_music_model_is_refused():

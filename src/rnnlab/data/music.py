@@ -308,3 +308,19 @@ def write_midi(
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     midi.write(str(path))
     return len(instrument.notes)
+
+
+def read_midi(path: str | Path, frame_seconds: float = 0.25) -> np.ndarray:
+    """A MIDI file as a (T, 88) 0/1 piano roll, a frame every `frame_seconds`, by pretty_midi's
+    sampling (a note sounds from the frame of its start to the frame before its end; drums and
+    pitches off the piano, MIDI 21-108, are left out). What `write_midi` wrote reads back as the
+    roll it was given, less its trailing silence."""
+    import pretty_midi
+
+    try:
+        midi = pretty_midi.PrettyMIDI(str(path))
+    except (OSError, EOFError, ValueError, KeyError, IndexError) as error:
+        reason = str(error) or type(error).__name__
+        raise ConfigError(f"{path} is not a readable MIDI file: {reason}") from error
+    roll = midi.get_piano_roll(fs=1 / frame_seconds)[LOWEST_PITCH : LOWEST_PITCH + NUM_KEYS]
+    return (roll.T > 0).astype(np.float32)
