@@ -147,6 +147,9 @@ def test_attention_puts_no_weight_on_padding():
         ({"nonlinearity": "sigmoid"}, "model.nonlinearity"),
         ({"padding": "left"}, "model.padding"),
         ({"residual": "yes"}, "model.residual"),
+        ({"recurrent_init": "xavier"}, "model.recurrent_init"),
+        ({"recurrent_init": "orthogonal", "cell": "mingru"}, "model.recurrent_init=orthogonal"),
+        ({"recurrent_init": "identity", "cell": "lstm"}, "model.recurrent_init=identity"),
     ],
 )
 def test_bad_arguments_name_the_config_key(kwargs, key):
@@ -184,6 +187,34 @@ def test_chrono_init_spreads_memory_time_scales_up_to_t_max(cell):
             assert timescale.max() > 80 and timescale.min() < 20  # spread, not one constant
             if cell == "lstm":
                 torch.testing.assert_close(rnn.bias_ih_l0[:256] + rnn.bias_hh_l0[:256], -keep)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_orthogonal_init_makes_each_gates_recurrent_matrix_orthogonal(cell):
+    torch.manual_seed(0)
+    backbone = RecurrentBackbone(3, 6, cell, 2, True, chrono_t_max=50, recurrent_init="orthogonal")
+    torch.manual_seed(0)
+    chrono = RecurrentBackbone(3, 6, cell, 2, True, chrono_t_max=50)
+    for directions, plain in zip(backbone.layers, chrono.layers, strict=True):
+        for rnn, other in zip(directions, plain, strict=True):
+            gates = rnn.weight_hh_l0.split(6)
+            assert len(gates) == {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+            for gate in gates:
+                torch.testing.assert_close(gate @ gate.T, torch.eye(6), atol=1e-5, rtol=0)
+            assert not torch.equal(rnn.weight_hh_l0, other.weight_hh_l0)
+            # the rest, forget bias and chrono included, is as without it
+            for name in ("weight_ih_l0", "bias_ih_l0", "bias_hh_l0"):
+                assert torch.equal(getattr(rnn, name), getattr(other, name)), name
+
+
+def test_identity_init_is_the_irnn_a_relu_state_kept_without_input():
+    backbone = RecurrentBackbone(3, 5, "rnn", nonlinearity="relu", recurrent_init="identity")
+    rnn = backbone.layers[0][0]
+    assert torch.equal(rnn.weight_hh_l0, torch.eye(5))
+    assert not rnn.bias_ih_l0.any() and not rnn.bias_hh_l0.any()
+    state = torch.rand(1, 2, 5)
+    out = backbone(torch.zeros(2, 50, 3), state=state)
+    torch.testing.assert_close(out.outputs[:, -1], state[0])
 
 
 def test_chrono_init_leaves_the_vanilla_rnn_alone_and_checks_its_value():

@@ -42,6 +42,7 @@ FUSED_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 # gates that read only the input: a parallel scan in training (rnnlab.models.parallel)
 SCAN_CELLS = {"mingru": MinGRU, "minlstm": MinLSTM}
 CELLS = {**FUSED_CELLS, **SCAN_CELLS}
+RECURRENT_INITS = ("default", "orthogonal", "identity")  # model.recurrent_init
 Padding = Literal["auto", "mask", "pack"]
 
 
@@ -95,6 +96,7 @@ class RecurrentBackbone(nn.Module):
         forget_bias: float = 1.0,
         chrono_t_max: int | None = None,
         residual: bool = False,
+        recurrent_init: str = "default",
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -117,6 +119,21 @@ class RecurrentBackbone(nn.Module):
             )
         if not isinstance(residual, bool):
             raise ConfigError(f"model.residual must be true or false, got {residual!r}")
+        if recurrent_init not in RECURRENT_INITS:
+            raise ConfigError(
+                f"model.recurrent_init must be one of {', '.join(RECURRENT_INITS)}, "
+                f"got {recurrent_init!r}"
+            )
+        if recurrent_init != "default" and cell in SCAN_CELLS:
+            raise ConfigError(
+                f"model.recurrent_init={recurrent_init} needs recurrent weights; {cell}'s gates "
+                f"read only the input (model.recurrent_init=default)"
+            )
+        if recurrent_init == "identity" and cell != "rnn":
+            raise ConfigError(
+                f"model.recurrent_init=identity is the vanilla RNN's (Le et al. 2015); "
+                f"for {cell} use orthogonal or default"
+            )
         self.cell = cell
         self.residual = residual
         self.hidden_size = hidden_size
@@ -166,6 +183,26 @@ class RecurrentBackbone(nn.Module):
             self.init_forget_bias(forget_bias)
         if chrono_t_max is not None and cell != "rnn":
             self.init_chrono(chrono_t_max)
+        if recurrent_init != "default":
+            self.init_recurrent(recurrent_init)
+
+    @torch.no_grad()
+    def init_recurrent(self, kind: str) -> None:
+        """Start each gate's hidden-to-hidden matrix (H x H) orthogonal (Saxe et al. 2014;
+        Henaff et al. 2016 on the copy task) or, for the vanilla RNN, as the identity with zero
+        biases (IRNN, Le et al. 2015, meant for nonlinearity=relu), in place of torch's
+        U(-1/sqrt(H), 1/sqrt(H)): a state then keeps its norm across steps at the start."""
+        size = self.hidden_size
+        for directions in self.layers:
+            for rnn in directions:
+                for gate in rnn.weight_hh_l0.split(size):  # views: LSTM 4, GRU 3, RNN 1
+                    if kind == "orthogonal":
+                        nn.init.orthogonal_(gate)
+                    else:
+                        gate.copy_(torch.eye(size))
+                if kind == "identity":
+                    rnn.bias_ih_l0.zero_()
+                    rnn.bias_hh_l0.zero_()
 
     @torch.no_grad()
     def init_forget_bias(self, value: float) -> None:
