@@ -44,7 +44,7 @@ from rnnlab.progress import (
     progress_callbacks,
     quiet_lightning,
 )
-from rnnlab.utils import build, read_checkpoint
+from rnnlab.utils import build, read_checkpoint, trust_targets
 
 log = logging.getLogger(__name__)
 register_resolvers()  # for configs composed without the entry points: tests, notebooks
@@ -373,6 +373,7 @@ def train(cfg: DictConfig) -> dict[str, float | str]:
     started = time.monotonic()
     tune_malloc()
     quiet_lightning()
+    trust_targets(cfg.get("trusted_targets"))
     check_model_config(cfg.model)
     check_run_config(cfg)
     # bf16 only where this machine has the kernels; the saved config records what was used
@@ -512,6 +513,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float | str]:
         raise ConfigError("ckpt_path is required: python eval.py ckpt_path=/path/to/run/last.ckpt")
     tune_malloc()
     quiet_lightning()
+    trust_targets(cfg.get("trusted_targets"))
     ckpt_path = Path(cfg.ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     task_class = get_class(cfg.task._target_)

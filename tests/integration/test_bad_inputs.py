@@ -310,3 +310,29 @@ def test_a_run_that_would_never_validate_is_refused_before_training(make_cfg, ov
 )
 def test_a_run_that_validates_is_not_refused(make_cfg, overrides):
     check_validates(make_cfg([*TINY_RECALL, *overrides, "logger=none"]))
+
+
+def test_a_target_outside_the_trusted_packages_names_trusted_targets(make_cfg, tmp_path):
+    """Your own callback runs once trusted_targets names it; a run after it does not inherit
+    the trust, and a malformed trusted_targets names the key."""
+    marker = tmp_path / "paused"
+    own = [
+        "+callbacks.mine._target_=tests.pause.PauseAt",
+        "+callbacks.mine.step=0",
+        f"+callbacks.mine.marker={marker}",
+        "+callbacks.mine.limit=0",
+    ]
+    message = (
+        r"_target_=tests.pause.PauseAt is not a package rnnlab trusts to run; if it is your own "
+        r"code, add trusted_targets=\[tests.pause.\*\]"
+    )
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg([*TINY_RECALL, *own, "debug=fdr"]))
+    assert not marker.exists()
+    train(make_cfg([*TINY_RECALL, *own, "debug=fdr", "trusted_targets=[tests.*]"]))
+    assert marker.read_text() == "0"  # it ran
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg([*TINY_RECALL, *own, "debug=fdr"]))
+    for bad in ("tests.*", "[.*]"):
+        with pytest.raises(ConfigError, match="trusted_targets must be a list of _target_"):
+            train(make_cfg([*TINY_RECALL, *own, "debug=fdr", f"trusted_targets={bad}"]))

@@ -56,8 +56,9 @@ def checkpoint_step(path):
 
 
 def kill_mid_epoch_and_resume(tmp_path, run, steps_per_epoch):
-    """Run `run` whole; run it again and SIGKILL it after its first checkpoint inside the second
-    epoch; rerun that with ckpt_path=last in the same directory. Returns both metrics files."""
+    """Run `run` whole; run it again and SIGKILL it inside the second epoch, after checkpoints
+    of that epoch (tests.pause.PauseAt holds it there, so a loaded machine cannot outrun the
+    kill); rerun that with ckpt_path=last in the same directory. Returns both metrics files."""
     whole = tmp_path / "whole"
     finished = subprocess.run(
         [*run, f"hydra.run.dir={whole}"], cwd=ROOT, capture_output=True, text=True
@@ -65,22 +66,25 @@ def kill_mid_epoch_and_resume(tmp_path, run, steps_per_epoch):
     assert finished.returncode == 0, finished.stderr[-3000:]
     expected = json.loads((whole / "metrics.json").read_text())
 
-    killed = tmp_path / "killed"
+    killed, paused = tmp_path / "killed", tmp_path / "paused"
+    pause = {"_target_": "tests.pause.PauseAt", "step": steps_per_epoch + 4, "marker": paused}
     process = subprocess.Popen(
-        [*run, f"hydra.run.dir={killed}"],
+        [
+            *run,
+            f"hydra.run.dir={killed}",
+            "trusted_targets=[tests.pause.PauseAt]",
+            *(f"+callbacks.pause.{key}={value}" for key, value in pause.items()),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     last = killed / "checkpoints" / "last.ckpt"
-    step = None
     try:
-        while process.poll() is None:  # kill inside the second epoch, between two batches
-            step = checkpoint_step(last)
-            if step and step > steps_per_epoch and step % steps_per_epoch:
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.002)
+        while process.poll() is None and not paused.exists():
+            time.sleep(0.01)
+        if process.poll() is None:  # inside the second epoch, between two batches
+            process.send_signal(signal.SIGKILL)
     finally:
         process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
