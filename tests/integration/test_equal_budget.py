@@ -158,3 +158,20 @@ def test_max_time_as_a_dict_reaches_lightning(tmp_path):
     assert (
         torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] < 2500
     )
+
+
+def test_the_readmes_tables_are_what_the_committed_results_write(tmp_path):
+    """A number in the README is the committed results file's, in today's table format: a table
+    left behind by a change to the results or to the writer fails here."""
+    readme = tmp_path / "README.md"
+    original = (ROOT / "README.md").read_text()
+    readme.write_text(original)
+    reproduce.write_readme(readme, reproduce.load(ROOT / "results" / "reference.json"))
+    store = reproduce.load(ROOT / "results" / "equal_budget.json")
+    reproduce.update_readme(
+        readme, equal_budget.table(store), equal_budget.README_START, equal_budget.README_END
+    )
+    assert readme.read_text() == original, (
+        "rewrite them: python scripts/reproduce.py --table --readme README.md; "
+        "python scripts/equal_budget.py --table --readme README.md"
+    )
