@@ -134,6 +134,24 @@ def bai_anchor(task: str, cell: str) -> str:
     return f"{column}, TCN {tcn} (their models about {size} parameters)"
 
 
+def bai_row(
+    name: str,
+    overrides: list[str],
+    metrics: list[str],
+    anchor: str,
+    data: str | None,
+    quick: list[str],
+    limit: str = "",
+) -> Row:
+    """A row of Bai et al.'s table. A row tuned on validation runs the settings of its preset,
+    experiment=<row name> (e.g. jsb_gru, copy_1000_rnn); the command spells them out, so the
+    stored seeds stay tied to what they ran."""
+    tuned = tuned_settings(name)
+    if tuned:
+        anchor += f"; tuned on validation{limit} (experiment={name}): " + " ".join(tuned)
+    return Row(name, [*overrides, *tuned], metrics, anchor, data, quick)
+
+
 QUICK_SLICE = ["trainer.max_epochs=2", "trainer.limit_train_batches=0.1"]
 
 ROWS = [
@@ -221,7 +239,7 @@ ROWS = [
     ],
     # Bai, Kolter & Koltun 2018, Table 1: the recurrent rows of the field's benchmark table
     *[
-        Row(
+        bai_row(
             f"adding_600_{cell}",
             ["experiment=adding", f"model={cell}"],
             ["test/mse"],
@@ -232,7 +250,7 @@ ROWS = [
         for cell in BAI_CELLS
     ],
     *[
-        Row(
+        bai_row(
             f"copy_1000_{cell}",
             ["experiment=copy", f"model={cell}"],
             ["test/loss", "test/acc_symbols"],
@@ -242,27 +260,15 @@ ROWS = [
         )
         for cell in BAI_CELLS
     ],
-    # a row tuned on validation runs the settings of its preset, experiment=<row name>; the
-    # command spells them out, so the stored seeds stay tied to what they ran
     *[
-        Row(
+        bai_row(
             f"{name}_{cell}{suffix}",
-            [
-                "experiment=music",
-                f"model={cell}",
-                f"data.name={name}",
-                *tuned_settings(f"{name}_{cell}{suffix}"),
-            ],
+            ["experiment=music", f"model={cell}", f"data.name={name}"],
             ["test/loss"],
-            f"{bai_anchor(name, cell)}, test NLL per frame"
-            + (
-                f"; tuned on validation{limit} (experiment={name}_{cell}{suffix}): "
-                + " ".join(tuned_settings(f"{name}_{cell}{suffix}"))
-                if tuned_settings(f"{name}_{cell}{suffix}")
-                else ""
-            ),
+            f"{bai_anchor(name, cell)}, test NLL per frame",
             "music",
             ["trainer.max_epochs=2"],
+            limit,
         )
         for name in ("jsb", "nottingham")
         for suffix, limit in (("", ""), ("_large", " without a size limit"))
