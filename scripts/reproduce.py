@@ -397,6 +397,10 @@ def run(row: Row, seed: int, out: Path, quick: bool, extra: tuple[str, ...] = ()
     return result | {
         "status": "ok",
         "values": {m: metrics.get(m) for m in row.metrics},
+        # the best validation value(s) and their epoch, which a tuned row's settings were chosen
+        # on: a later variant is compared with these, never with the test values
+        "validation": {k: v for k, v in metrics.items() if k.endswith("_best")}
+        | {"best_epoch": metrics.get("best_epoch")},
         "epochs": metrics.get("epochs"),
         "steps": metrics.get("steps"),
         "parameters": metrics.get("parameters"),

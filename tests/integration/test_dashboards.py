@@ -230,6 +230,9 @@ def test_reproduce_quick_runs_seeds_and_writes_the_results_table(tmp_path):
     accuracies = [runs[seed]["values"]["test/acc"] for seed in ("1", "2")]
     for run in runs.values():
         assert run["status"] == "ok" and run["epochs"] >= 1 and run["precision"] == "32-true"
+        # the validation value a tuned setting is chosen on is kept beside the test values
+        assert 0 <= run["validation"]["val/acc_best"] <= 1
+        assert 0 <= run["validation"]["best_epoch"] < run["epochs"]
         assert run["parameters"] == runs["1"]["parameters"] > 1000  # the model's size, stored
         assert {"commit", "torch", "lightning", "machine"} <= set(run["provenance"])
         assert run["provenance"]["machine"]["isa"]
