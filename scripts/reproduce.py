@@ -61,13 +61,13 @@ class Row:
 def tuned_settings(row: str) -> list[str]:
     """The settings of the experiment preset named like the row (conf/experiment/<row>.yaml,
     e.g. jsb_lstm: a cell tuned on one corpus's validation NLL, its comment listing what was
-    tried) beyond its corpus and cell, as the overrides of the row's command, in the file's
+    tried) beyond its task, corpus and cell, as the overrides of the row's command, in the file's
     order; none when there is no such preset."""
     path = ROOT / "conf" / "experiment" / f"{row}.yaml"
     if not path.is_file():
         return []
     preset = yaml.safe_load(path.read_text())
-    preset.pop("defaults", None)  # experiment=music and the cell, which the command names
+    preset.pop("defaults", None)  # experiment=music|copy|adding and the cell: the command's
 
     def leaves(node: dict, prefix: str = "") -> list[str]:
         settings = []
@@ -143,13 +143,22 @@ def bai_row(
     quick: list[str],
     limit: str = "",
 ) -> Row:
-    """A row of Bai et al.'s table. A row tuned on validation runs the settings of its preset,
-    experiment=<row name> (e.g. jsb_gru, copy_1000_rnn); the command spells them out, so the
-    stored seeds stay tied to what they ran."""
-    tuned = tuned_settings(name)
-    if tuned:
-        anchor += f"; tuned on validation{limit} (experiment={name}): " + " ".join(tuned)
-    return Row(name, [*overrides, *tuned], metrics, anchor, data, quick)
+    """A row of Bai et al.'s table. A row with a preset named like it, experiment=<row name>
+    (e.g. jsb_gru, copy_1000_rnn), runs its settings, tuned on validation unless
+    PRESETS_NOT_TUNED says otherwise; the command spells them out, so the stored seeds stay
+    tied to what they ran."""
+    settings = tuned_settings(name)
+    if settings:
+        how = PRESETS_NOT_TUNED.get(name, f"tuned on validation{limit}")
+        anchor += f"; {how} (experiment={name}): " + " ".join(settings)
+    return Row(name, [*overrides, *settings], metrics, anchor, data, quick)
+
+
+# presets of Bai et al.'s rows whose settings were not chosen on the row's own validation
+PRESETS_NOT_TUNED = {
+    "nottingham_gru": "at Bai et al.'s 1M with the Nottingham LSTM's tuned settings, not tuned "
+    "for the GRU",
+}
 
 
 QUICK_SLICE = ["trainer.max_epochs=2", "trainer.limit_train_batches=0.1"]
@@ -492,8 +501,13 @@ def table(store: dict) -> str:
         runs = entry.get("runs", {})
         seconds = [r["seconds"] for r in runs.values() if r["status"] == "ok" and "seconds" in r]
         shown_time = wall_time(statistics.fmean(seconds)) if seconds else ""
+        anchor = row.anchor
+        if entry.get("command") != command_line(row, quick=False) and entry.get("anchor"):
+            # seeds of the row's previous command: beside what they were measured against, never
+            # beside settings they did not run (the command column shows theirs)
+            anchor = f"{entry['anchor']} (seeds of the row's previous command)"
         lines.append(
-            f"| {row.name} | {summary(runs, row.metrics)} | {row.anchor} | {machine_label(runs)} "
+            f"| {row.name} | {summary(runs, row.metrics)} | {anchor} | {machine_label(runs)} "
             f"| {shown_time} | `{entry['command']}` |"
         )
     return "\n".join(lines) + "\n"

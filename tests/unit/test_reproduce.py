@@ -123,6 +123,23 @@ def test_a_row_whose_command_changed_starts_its_seeds_afresh():
     assert reproduce.summary(entry["runs"], ROW.metrics) == "acc 0.7, f1 not measured yet (1 seed)"
 
 
+def test_seeds_of_a_previous_command_are_shown_beside_their_own_anchor(monkeypatch):
+    """A row given a preset before its new seeds ran: the table shows the stored seeds beside
+    what they were measured against, never beside the settings they did not run."""
+    store: dict = {}
+    reproduce.merge(store, ROW, 1, dict(MEASURED), quick=False)
+    tuned = reproduce.Row(
+        "r", ["model=lstm", "model.hidden_size=512"], ROW.metrics, "chance; tuned: hidden 512"
+    )
+    monkeypatch.setattr(reproduce, "ROWS", [tuned])
+    line = reproduce.table(store).splitlines()[-1]
+    assert "| chance (seeds of the row's previous command) |" in line
+    assert "512" not in line
+    reproduce.merge(store, tuned, 1, {"status": "ok", "values": {"test/acc": 0.7}}, quick=False)
+    line = reproduce.table(store).splitlines()[-1]
+    assert "| chance; tuned: hidden 512 |" in line and "model.hidden_size=512" in line
+
+
 def test_the_bai_table_sets_each_cell_beside_its_published_value():
     """Bai et al.'s Table 1 side by side: our mean ± sd over the ok seeds of a row's first
     metric with the seeds, the model's size and any failures, then the published column; a row
@@ -232,7 +249,15 @@ def test_a_tuned_row_runs_exactly_its_experiment_preset(tmp_path):
     # adding) run experiment=music|copy|adding and the cell, then the preset's settings
     bai = ("experiment=music", "experiment=copy", "experiment=adding")
     tuned = [n for n in presets if n in rows and rows[n].overrides[0] in bai]
-    assert {"jsb_lstm", "jsb_gru", "jsb_rnn", "nottingham_lstm", "jsb_lstm_large"} <= set(tuned)
+    assert {
+        "jsb_lstm",
+        "jsb_gru",
+        "jsb_rnn",
+        "nottingham_lstm",
+        "nottingham_gru",
+        "jsb_lstm_large",
+        "copy_1000_rnn",
+    } <= set(tuned)
     for name in tuned:
         row = rows[name]
         assert f"experiment={name}" in row.anchor, name
