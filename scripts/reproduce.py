@@ -580,10 +580,17 @@ def merge(
         if result["status"] != "ok":
             if not result["status"].startswith("skipped"):
                 entry["last_failure"] = result | {"command": command}
+                # kept per seed: once the new command has a result, its failed seeds count too
+                failures = entry.setdefault("failures_of_new_command", {})
+                failures[str(seed)] = result | {"command": command}
             return
         old = {"command": entry["command"], "runs": entry["runs"]}
         entry.setdefault("superseded", []).append(old)
-        entry["runs"] = {}
+        entry["runs"] = {
+            failed_seed: {key: value for key, value in failure.items() if key != "command"}
+            for failed_seed, failure in entry.pop("failures_of_new_command", {}).items()
+            if failure["command"] == command
+        }
         entry.pop("last_failure", None)
     entry["command"] = command
     entry["anchor"] = row.anchor

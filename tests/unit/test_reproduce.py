@@ -118,9 +118,31 @@ def test_a_row_whose_command_changed_starts_its_seeds_afresh():
     assert sorted(entry["runs"]) == ["1", "12345", "2"]
     reproduce.merge(store, tuned, 1, {"status": "ok", "values": {"test/acc": 0.7}}, quick=False)
     assert "hidden_size=512" in entry["command"] and list(entry["runs"]) == ["1"]
+    assert "failures_of_new_command" not in entry
     assert sorted(entry["superseded"][0]["runs"]) == ["1", "12345", "2"]
     assert "hidden_size" not in entry["superseded"][0]["command"]
     assert reproduce.summary(entry["runs"], ROW.metrics) == "acc 0.7, f1 not measured yet (1 seed)"
+
+
+def test_a_new_commands_failed_seeds_count_once_one_of_its_seeds_has_run():
+    """A preset whose seeds 1 and 2 diverge before seed 12345 finishes: the row shows 1 seed and
+    2 failed, never 1 seed alone, and a setting that fails elsewhere does not count here."""
+    store: dict = {}
+    for seed in (12345, 1, 2):
+        reproduce.merge(store, ROW, seed, dict(MEASURED), quick=False)
+    tuned = reproduce.Row("r", ["model=lstm", "model.hidden_size=512"], ROW.metrics, "chance")
+    other = reproduce.Row("r", ["model=lstm", "model.hidden_size=64"], ROW.metrics, "chance")
+    reproduce.merge(store, tuned, 1, {"status": "failed: non-finite loss"}, quick=False)
+    reproduce.merge(store, tuned, 2, {"status": "failed: non-finite loss"}, quick=False)
+    reproduce.merge(store, other, 3, {"status": "failed: killed"}, quick=False)
+    entry = store["rows"]["r"]
+    assert sorted(entry["runs"]) == ["1", "12345", "2"] and "512" not in entry["command"]
+    reproduce.merge(store, tuned, 12345, dict(MEASURED), quick=False)
+    assert sorted(entry["runs"]) == ["1", "12345", "2"] and "512" in entry["command"]
+    assert entry["runs"]["1"] == {"status": "failed: non-finite loss"}
+    assert entry["runs"]["12345"]["status"] == "ok"
+    assert "failures_of_new_command" not in entry and "last_failure" not in entry
+    assert sorted(entry["superseded"][0]["runs"]) == ["1", "12345", "2"]
 
 
 def test_seeds_of_a_previous_command_are_shown_beside_their_own_anchor(monkeypatch):
