@@ -100,6 +100,14 @@ class ValidationLog(L.Callback):
         self._start = 0.0
         self._start_fraction = 0.0
 
+    def state_dict(self) -> dict[str, Any]:
+        # in checkpoints: a resumed run's best epoch is the whole run's, as its best value is
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best = state_dict.get("best")
+        self.best_epoch = state_dict.get("best_epoch")
+
     def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.monotonic()
         self._start_fraction = self._fraction(trainer)

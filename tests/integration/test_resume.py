@@ -117,7 +117,14 @@ def assert_same_results(expected, resumed, keys):
 def test_killed_run_resumes_mid_epoch_to_the_uninterrupted_result(tmp_path, scheduler):
     run = [*RUN, f"task/scheduler={scheduler}"]
     expected, resumed = kill_mid_epoch_and_resume(tmp_path, run, STEPS_PER_EPOCH)
-    assert_same_results(expected, resumed, ("test/acc", "test/loss", "val/acc_best"))
+    assert_same_results(expected, resumed, ("test/acc", "test/loss", "val/acc_best", "best_epoch"))
+    # the best epoch travels in the checkpoint beside the best value: a run resumed after its
+    # best epoch still reports it (before, the resumed process only knew the epochs it ran)
+    last = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=False)
+    (record,) = [v for k, v in last["callbacks"].items() if k.startswith("ValidationLog")]
+    assert record == pytest.approx(
+        {"best": expected["val/acc_best"], "best_epoch": expected["best_epoch"]}
+    )
 
 
 # Each other task kind on a tiny copy of its real data format, killed mid-epoch and resumed.
