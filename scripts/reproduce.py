@@ -486,8 +486,9 @@ def machine_label(runs: dict[str, dict]) -> str:
     return "; ".join(sorted(labels))
 
 
-def table(store: dict) -> str:
-    """The markdown table of the stored results, in the order of ROWS."""
+def table(store: dict, quick: bool = False, extra: tuple[str, ...] = ()) -> str:
+    """The markdown table of the stored results, in the order of ROWS (of a --quick or --set
+    store: the commands it runs)."""
     lines = [
         "| experiment | result: mean ± sd over seeds | published anchor | machine "
         "| wall time a seed | command |",
@@ -502,7 +503,7 @@ def table(store: dict) -> str:
         seconds = [r["seconds"] for r in runs.values() if r["status"] == "ok" and "seconds" in r]
         shown_time = wall_time(statistics.fmean(seconds)) if seconds else ""
         anchor = row.anchor
-        if entry.get("command") != command_line(row, quick=False) and entry.get("anchor"):
+        if entry.get("command") != command_line(row, quick, extra) and entry.get("anchor"):
             # seeds of the row's previous command: beside what they were measured against, never
             # beside settings they did not run (the command column shows theirs)
             anchor = f"{entry['anchor']} (seeds of the row's previous command)"
@@ -646,10 +647,12 @@ def update_readme(
     readme.write_text(f"{head}{start}\n{text}{end}{tail}")
 
 
-def write_readme(readme: Path, store: dict) -> None:
+def write_readme(
+    readme: Path, store: dict, quick: bool = False, extra: tuple[str, ...] = ()
+) -> None:
     """The reference table between reproduce's markers; Bai et al.'s table beside its rows
     between its own, where the README has them (a README of one's own may not)."""
-    update_readme(readme, table(store))
+    update_readme(readme, table(store, quick, extra))
     if has_markers(readme, BAI_START, BAI_END):
         update_readme(readme, bai_table(store), BAI_START, BAI_END)
     else:
@@ -693,11 +696,11 @@ def main(argv: list[str] | None = None) -> None:
             if result["status"] == "ok":
                 result["provenance"] = where
             store = record(results_file, row, seed, result, args.quick, extra)
-            (out / "results.md").write_text(table(store))
-    (out / "results.md").write_text(table(store))
+            (out / "results.md").write_text(table(store, args.quick, extra))
+    (out / "results.md").write_text(table(store, args.quick, extra))
     if args.readme:
-        write_readme(args.readme, store)
-    print(table(store))
+        write_readme(args.readme, store, args.quick, extra)
+    print(table(store, args.quick, extra))
 
 
 if __name__ == "__main__":

@@ -160,6 +160,10 @@ def test_seeds_of_a_previous_command_are_shown_beside_their_own_anchor(monkeypat
     reproduce.merge(store, tuned, 1, {"status": "ok", "values": {"test/acc": 0.7}}, quick=False)
     line = reproduce.table(store).splitlines()[-1]
     assert "| chance; tuned: hidden 512 |" in line and "model.hidden_size=512" in line
+    # a --quick store holds the quick command's seeds: they are the row's own, not a previous one's
+    quick: dict = {}
+    reproduce.merge(quick, tuned, 1, dict(MEASURED), quick=True)
+    assert "previous command" not in reproduce.table(quick, quick=True)
 
 
 def test_the_bai_table_sets_each_cell_beside_its_published_value():
