@@ -33,9 +33,9 @@ PLOTTED = ("model.cell", "model.hidden_size", "model.num_layers", "task.optimize
 
 
 def from_study(storage: str, study_name: str) -> tuple[list[dict], str, str]:
-    import optuna
+    from rnnlab.sweeper import load_study
 
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study = load_study(storage, study_name)
     direction = study.direction.name.lower()
     metric = study.metric_names[0] if study.metric_names else "value"
     rows = []

@@ -51,7 +51,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from hydra.core.config_store import ConfigStore
@@ -75,6 +75,7 @@ from optuna.trial import TrialState
 from rnnlab.naming import MAX_TRIAL_LENGTH, safe_name
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # trials that spend the budget n_trials; WAITING (queued) ones are asked for from it
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
@@ -191,6 +192,33 @@ def storage_lock(url: str | None) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def schema_race(error: Exception) -> bool:
+    """Whether `error` is what losing the race to create Optuna's tables in a new database
+    raises: two processes open it at once (a sweep and a reader such as summarize_sweep.py or a
+    dashboard, which do not take the sweeps' lock) and both create the tables.
+    PostgreSQL: "duplicate key ... pg_type" (IntegrityError); SQLite: "UNIQUE constraint failed:
+    alembic_version" (IntegrityError) or "table ... already exists" (OperationalError)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    if isinstance(error, (IntegrityError, ProgrammingError)):
+        return True
+    return isinstance(error, OperationalError) and "already exists" in str(error)
+
+
+def retry_schema_race(open_: Callable[[], T]) -> T:
+    """`open_()`, again while it loses the race to create a new database's tables (the loser
+    finds them made next time); other failures, and the last try's, are raised."""
+    for attempt in range(1, SCHEMA_RACE_TRIES):
+        try:
+            return open_()
+        except Exception as error:  # SQLAlchemy and driver errors have no common base
+            if not schema_race(error):
+                raise
+            log.info("another process is creating the study's tables; retrying")
+            time.sleep(attempt)
+    return open_()
+
+
 def open_study(
     url: str | None,
     study_name: str | None,
@@ -201,33 +229,30 @@ def open_study(
 ) -> tuple[optuna.Study, RDBStorage | None]:
     """Create or load the study and its storage (`rdb_storage` options); a storage that cannot
     be opened is an error naming the key."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    for attempt in range(1, SCHEMA_RACE_TRIES + 1):
-        try:
-            storage = rdb_storage(url, **storage_options) if url else None
-            study = optuna.create_study(
-                study_name=study_name,
-                storage=storage,
-                sampler=sampler,
-                pruner=pruner,
-                directions=directions,
-                load_if_exists=True,
-            )
-            return study, storage
-        except (IntegrityError, ProgrammingError) as error:
-            # two processes opening a new database at once both create Optuna's tables
-            # (PostgreSQL: "duplicate key ... pg_type"; SQLite: "UNIQUE constraint failed:
-            # alembic_version", when a reader such as summarize_sweep.py or a dashboard opens
-            # the file outside the sweeps' lock): the loser finds them made next time
-            failure: Exception = error
-            if attempt < SCHEMA_RACE_TRIES:
-                log.info("another process is creating the study's tables; retrying")
-                time.sleep(attempt)
-                continue
-        except Exception as error:  # SQLAlchemy and driver errors have no common base
-            failure = error
+    def open_() -> tuple[optuna.Study, RDBStorage | None]:
+        storage = rdb_storage(url, **storage_options) if url else None
+        study = optuna.create_study(
+            study_name=study_name,
+            storage=storage,
+            sampler=sampler,
+            pruner=pruner,
+            directions=directions,
+            load_if_exists=True,
+        )
+        return study, storage
+
+    try:
+        return retry_schema_race(open_)
+    except Exception as failure:
         raise ValueError(f"hydra.sweeper.storage={url!r} cannot be opened: {failure}") from failure
+
+
+def load_study(url: str, study_name: str, pruner: Any = None) -> optuna.Study:
+    """An existing study, opened as a sweep opens it (busy timeout, the table race retried)."""
+    return retry_schema_race(
+        lambda: optuna.load_study(study_name=study_name, storage=rdb_storage(url), pruner=pruner)
+    )
 
 
 def retried(trials: list[optuna.trial.FrozenTrial]) -> set[int]:

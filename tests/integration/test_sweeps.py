@@ -334,7 +334,8 @@ def test_killed_sweep_trial_is_failed_and_requeued_on_rerun(tmp_path):
             lambda: running_trials_with_reports(tmp_path, "tpe_recall", 1), "a trial", sweep=process
         )
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a sweep that exited: poll said why
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     killed = study(tmp_path, "tpe_recall").trials
     assert [t.state.name for t in killed] == ["RUNNING"]
@@ -407,6 +408,43 @@ def test_sweep_waits_for_a_database_locked_by_another_process(tmp_path):
     output = process.communicate(timeout=600)[0]
     assert process.returncode == 0, output[-3000:]
     assert [t.state.name for t in study(tmp_path, "tpe_recall").trials] == ["COMPLETE"]
+
+
+@pytest.mark.parametrize("opener", ["sweep", "reader"])
+def test_opening_a_new_database_survives_another_process_creating_its_tables(tmp_path, opener):
+    """The race that failed a sweep in CI: a reader (summarize_sweep.py, a dashboard, a script
+    polling the study) opens the new database outside the sweeps' lock and creates Optuna's
+    tables between the sweep's check for them and its own CREATE TABLE, which SQLite refuses
+    ("table ... already exists"). Either side, losing, opens the tables the other made."""
+    from optuna.storages import RDBStorage
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from rnnlab.sweeper import load_study, open_study
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    raced = []
+
+    def the_other_process_creates_the_tables(connection, cursor, statement, *args):
+        if statement.lstrip().startswith("CREATE TABLE") and not raced:
+            raced.append(statement)
+            if opener == "sweep":
+                RDBStorage(url)  # the reader: all of Optuna's tables, on its own connection
+            else:
+                optuna.create_study(study_name="s", storage=url)  # the sweep: tables and study
+
+    event.listen(Engine, "before_cursor_execute", the_other_process_creates_the_tables)
+    try:
+        if opener == "sweep":
+            study_ = open_study(url, "s", None, ["minimize"], None)[0]
+        else:  # summarize_sweep.py and the pruning callback
+            study_ = load_study(url, "s")
+    finally:
+        event.remove(Engine, "before_cursor_execute", the_other_process_creates_the_tables)
+    assert raced, "the race was not staged"
+    study_.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["s"]
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 1
 
 
 def test_budget_counts_running_trials_and_a_requeued_trial_once():

@@ -7,7 +7,7 @@ from typing import Any
 import lightning as L
 import optuna
 
-from rnnlab.sweeper import rdb_storage
+from rnnlab.sweeper import load_study
 
 
 class OptunaPruning(L.Callback):
@@ -16,7 +16,7 @@ class OptunaPruning(L.Callback):
 
     def __init__(self, storage: str, study: str, trial_id: int, monitor: str, pruner: Any) -> None:
         # the sweep's storage settings (a SQLite busy timeout), not Optuna's defaults
-        study_ = optuna.load_study(study_name=study, storage=rdb_storage(storage), pruner=pruner)
+        study_ = load_study(storage, study, pruner)
         self.trial = optuna.trial.Trial(study_, trial_id)
         self.monitor = monitor
         self.reports = 0
