@@ -196,7 +196,7 @@ def test_a_vocabulary_write_cut_short_leaves_the_previous_file_whole(tmp_path):
         [sys.executable, "-c", CUT_SHORT_SAVE, str(path)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
         check=True,
     )
     assert result.stdout.startswith("failed:")

@@ -124,7 +124,7 @@ def test_command_line_reports_a_bad_preset():
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode != 0
     assert "model/lstmm" in result.stderr

@@ -203,7 +203,7 @@ def test_fast_dev_run_and_generate_script(make_cfg, text_dir, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("ROMEO:") and len(result.stdout.rstrip("\n")) >= 46
@@ -212,6 +212,6 @@ def test_fast_dev_run_and_generate_script(make_cfg, text_dir, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert bad.returncode != 0 and "not in the model's vocabulary" in bad.stderr

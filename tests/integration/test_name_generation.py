@@ -108,7 +108,7 @@ def test_fast_dev_run_and_generate_names_by_language(make_cfg, names_dir, tmp_pa
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     names = result.stdout.splitlines()
@@ -116,6 +116,6 @@ def test_fast_dev_run_and_generate_names_by_language(make_cfg, names_dir, tmp_pa
     assert all(name.startswith("Mo") and len(name) <= 2 + 12 for name in names)
     assert all(BOS not in name and EOS not in name for name in names)
     missing = subprocess.run(
-        [*command, "language=Klingon"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [*command, "language=Klingon"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert missing.returncode != 0 and "language='Klingon'" in missing.stderr

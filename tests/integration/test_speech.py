@@ -287,7 +287,11 @@ def test_two_processes_build_the_feature_cache_once(fsdd_dir, tmp_path):
         )
         for _ in range(2)
     ]
-    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    try:
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+    finally:
+        for run in runs:
+            run.kill()
     assert all(run.returncode == 0 for run in runs) and outputs[0] == outputs[1]
     built = [p for p in cache.iterdir() if p.is_dir()]
     assert len(built) == 1 and not list(cache.glob(".*.tmp"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from rnnlab.sweeper import grid, search_space
+from rnnlab.sweeper import grid, load_study, search_space
 from rnnlab.utils import build
 from tests.conftest import ROOT
 from tests.integration.test_daily_use import command
@@ -38,7 +38,8 @@ def sweep(tmp_path, *overrides, check=True):
 
 
 def study(tmp_path, name):
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/sweeps/optuna.db")
+    # a reader beside a running sweep, as summarize_sweep.py is: it may create the tables too
+    return load_study(f"sqlite:///{tmp_path}/sweeps/optuna.db", name)
 
 
 def test_sweep_stores_trials_and_resumes_to_the_requested_count(tmp_path):
@@ -365,7 +366,7 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
         "hydra.launcher.n_jobs=2",
         "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.n_trials=2",
-        "trainer.max_epochs=200",
+        "trainer.max_epochs=100000",  # the first trial must not end before the second reports
     )
     workers = []
     try:
@@ -396,7 +397,7 @@ def test_sweep_waits_for_a_database_locked_by_another_process(tmp_path):
     def opened():
         fds = Path(f"/proc/{process.pid}/fd")
         with contextlib.suppress(OSError):
-            return any(os.readlink(fd) == str(database) for fd in fds.iterdir())
+            return any(os.readlink(fd) == str(database.resolve()) for fd in fds.iterdir())
         return False
 
     try:
@@ -410,23 +411,36 @@ def test_sweep_waits_for_a_database_locked_by_another_process(tmp_path):
     assert [t.state.name for t in study(tmp_path, "tpe_recall").trials] == ["COMPLETE"]
 
 
+@pytest.mark.parametrize(
+    "at",
+    [
+        "CREATE TABLE",
+        "CREATE TABLE alembic_version",
+        "INSERT INTO version_info",
+        "INSERT INTO alembic",
+    ],
+)
 @pytest.mark.parametrize("opener", ["sweep", "reader"])
-def test_opening_a_new_database_survives_another_process_creating_its_tables(tmp_path, opener):
+def test_opening_a_new_database_survives_another_process_creating_its_tables(
+    tmp_path, monkeypatch, opener, at
+):
     """The race that failed a sweep in CI: a reader (summarize_sweep.py, a dashboard, a script
     polling the study) opens the new database outside the sweeps' lock and creates Optuna's
     tables between the sweep's check for them and its own CREATE TABLE, which SQLite refuses
-    ("table ... already exists"). Either side, losing, opens the tables the other made."""
+    ("table ... already exists"; Optuna's version rows then clash on their keys). Either side,
+    losing at any of those statements, opens the tables the other made."""
     from optuna.storages import RDBStorage
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
 
-    from rnnlab.sweeper import load_study, open_study
+    from rnnlab.sweeper import open_study
 
+    monkeypatch.setattr("rnnlab.sweeper.time.sleep", lambda seconds: None)
     url = f"sqlite:///{tmp_path}/optuna.db"
     raced = []
 
     def the_other_process_creates_the_tables(connection, cursor, statement, *args):
-        if statement.lstrip().startswith("CREATE TABLE") and not raced:
+        if statement.lstrip().startswith(at) and not raced:
             raced.append(statement)
             if opener == "sweep":
                 RDBStorage(url)  # the reader: all of Optuna's tables, on its own connection

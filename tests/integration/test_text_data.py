@@ -364,7 +364,7 @@ def test_predict_script_reuses_the_checkpoint_vocabulary(make_cfg, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line.split("\t") for line in result.stdout.strip().splitlines()]
@@ -375,7 +375,7 @@ def test_predict_script_reuses_the_checkpoint_vocabulary(make_cfg, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert empty.returncode != 0 and "tokenises to nothing" in empty.stderr
 

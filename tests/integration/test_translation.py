@@ -194,7 +194,7 @@ def test_fast_dev_run_and_translate_script(make_cfg, data_dir, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.split("\n")
@@ -205,7 +205,7 @@ def test_fast_dev_run_and_translate_script(make_cfg, data_dir, tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert long.returncode != 0 and "data.max_src_len=8" in long.stderr
 

@@ -84,9 +84,13 @@ def test_two_runs_sharing_the_results_file_keep_each_others_rows(tmp_path):
     for worker in workers:
         worker.start()
     start.set()  # both started: their writes interleave
-    for worker in workers:
-        worker.join(timeout=120)
-        assert worker.exitcode == 0
+    try:
+        for worker in workers:
+            worker.join(timeout=600)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            worker.terminate()
     rows = reproduce.load(path)["rows"]
     assert sorted(rows) == ["a", "b"]
     assert all(sorted(rows[n]["runs"], key=int) == [str(s) for s in seeds] for n in "ab")
