@@ -156,8 +156,8 @@ def bai_row(
 
 # presets of Bai et al.'s rows whose settings were not chosen on the row's own validation
 PRESETS_NOT_TUNED = {
-    "nottingham_gru": "at Bai et al.'s 1M with the Nottingham LSTM's tuned settings, not tuned "
-    "for the GRU",
+    "nottingham_gru": "at Bai et al.'s 1M with the settings first tuned for the Nottingham LSTM "
+    "(weight decay 0.05), not tuned for the GRU",
 }
 
 
