@@ -384,6 +384,8 @@ def test_joblib_workers_die_with_a_killed_sweep(tmp_path):
         for pid in [process.pid, *workers]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # workers the poll never saw
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
